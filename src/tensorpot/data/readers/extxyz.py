@@ -1,0 +1,306 @@
+"""Read extended-XYZ files into :class:`Configuration` objects, frame by frame.
+
+The file is split into frames here (count line, comment line, atom lines), so every
+problem, including one ASE reports without a position, is raised as a
+:class:`~tensorpot.errors.DataError` naming the file, the 0-based frame and the line.
+Each frame is then parsed by ASE's extxyz reader.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.io.extxyz import key_val_str_to_dict
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from tensorpot.data.configuration import Configuration, fill_stress_virials
+from tensorpot.data.units import energy_factor
+from tensorpot.errors import DataError
+
+__all__ = ["read_extxyz"]
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+# ASE insists on 9 values for these keys; a 6-value (Voigt) entry is read under a new name.
+_SPECIAL_KEY = re.compile(r"(^|\s)(stress|virial)=")
+_RENAMED = "_tensorpot_voigt_"
+
+
+def _parse_comment(line: str) -> dict:
+    """ASE's comment-line parser that also accepts 6 Voigt values for stress and virial."""
+    try:
+        return key_val_str_to_dict(line)
+    except ValueError:
+        info = key_val_str_to_dict(_SPECIAL_KEY.sub(rf"\1{_RENAMED}\2=", line))
+        for key in ("stress", "virial"):
+            if _RENAMED + key in info:
+                info[key] = info.pop(_RENAMED + key)
+        return info
+
+
+def _frames(path: Path) -> Iterator[tuple[int, int, str]]:
+    """Yield ``(frame, first line number, text)`` for every frame of an extxyz file."""
+    name = str(path)
+    with open(path, encoding="utf-8") as handle:
+        frame, lineno = 0, 0
+        while True:
+            header = handle.readline()
+            lineno += 1
+            if header == "":
+                return
+            if not header.strip():
+                if handle.read().strip():
+                    raise DataError(
+                        f"line {lineno}: blank line where the atom count was expected", name, frame
+                    )
+                return
+            try:
+                natoms = int(header.strip())
+            except ValueError:
+                hint = " (has the previous frame more atom lines than its count?)" if frame else ""
+                raise DataError(
+                    f"line {lineno}: expected the number of atoms, got {header.strip()[:60]!r}"
+                    + hint,
+                    name,
+                    frame,
+                ) from None
+            if natoms < 1:
+                raise DataError(f"line {lineno}: atom count is {natoms}", name, frame)
+            lines = [header]
+            for k in range(natoms + 1):
+                line = handle.readline()
+                if line == "":
+                    raise DataError(
+                        f"file ends inside the frame starting at line {lineno}: "
+                        f"got {max(k - 1, 0)} of {natoms} atom lines",
+                        name,
+                        frame,
+                    )
+                lines.append(line)
+            yield frame, lineno, "".join(lines)
+            lineno += natoms + 1
+            frame += 1
+
+
+def _selection(index: int | str | slice, path: Path) -> tuple[range, bool]:
+    """Turn an ASE-style index into a range of frame numbers and whether it was one int."""
+    if isinstance(index, str):
+        parts = index.split(":")
+        try:
+            values = [int(p) if p.strip() else None for p in parts]
+        except ValueError:
+            raise DataError(f"bad frame index {index!r}", str(path)) from None
+        if len(values) == 1:
+            index = values[0] if values[0] is not None else slice(None)
+        elif len(values) <= 3:
+            index = slice(*values)
+        else:
+            raise DataError(f"bad frame index {index!r}", str(path))
+    if isinstance(index, (int, np.integer)):
+        if index >= 0:
+            return range(int(index), int(index) + 1), True
+        total = sum(1 for _ in _frames(path))
+        if index < -total:
+            raise DataError(f"frame index {index} out of range: {total} frames", str(path))
+        return range(total + int(index), total + int(index) + 1), True
+    if not isinstance(index, slice):
+        raise DataError(f"bad frame index {index!r}", str(path))
+    start, stop, step = index.start, index.stop, index.step
+    if (start or 0) >= 0 and (stop is None or stop >= 0) and (step or 1) > 0:
+        return range(start or 0, sys.maxsize if stop is None else stop, step or 1), False
+    total = sum(1 for _ in _frames(path))
+    return range(*index.indices(total)), False
+
+
+def _lookup(atoms: Atoms, key: str) -> object:
+    """Find ``key`` in the calculator results, atoms.info or atoms.arrays."""
+    if atoms.calc is not None and key in atoms.calc.results:
+        return atoms.calc.results[key]
+    if key in atoms.info:
+        return atoms.info[key]
+    if key in atoms.arrays and key not in ("numbers", "positions"):
+        return atoms.arrays[key]
+    return _MISSING
+
+
+def _keys_present(atoms: Atoms) -> str:
+    results = sorted(atoms.calc.results) if atoms.calc is not None else []
+    arrays = sorted(k for k in atoms.arrays if k not in ("numbers", "positions"))
+    return f"info {sorted(atoms.info)}, arrays {arrays}, calculator {results}"
+
+
+def _tensor3(value: object, key: str, name: str, file: str, frame: int) -> np.ndarray:
+    """A stress/virial value of 6 (Voigt xx yy zz yz xz xy) or 9 values as a [3, 3] array."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{name} key {key!r} is not numeric: {value!r}", file, frame)
+    array = array.astype(np.float64)
+    if array.size == 6:
+        return voigt_6_to_full_3x3_stress(array.reshape(6))
+    if array.size == 9:
+        # ASE's column-major order for the 9-value form
+        return array.reshape(3, 3) if array.shape == (3, 3) else array.reshape(3, 3, order="F")
+    raise DataError(
+        f"{name} key {key!r} has {array.size} values; expected 6 (Voigt) or 9", file, frame
+    )
+
+
+def _to_configuration(
+    atoms: Atoms, file: str, frame: int, keys: dict[str, str], factor: float, require_forces: bool
+) -> Configuration:
+    n = len(atoms)
+    energy = _lookup(atoms, keys["energy"])
+    if energy is _MISSING:
+        raise DataError(
+            f"missing energy key {keys['energy']!r}; keys present: {_keys_present(atoms)}",
+            file,
+            frame,
+        )
+    energy_array = np.asarray(energy)
+    if energy_array.size != 1 or energy_array.dtype.kind not in "iuf":
+        raise DataError(f"energy key {keys['energy']!r} is not a number: {energy!r}", file, frame)
+    forces = _lookup(atoms, keys["forces"])
+    if forces is _MISSING:
+        if n == 1:
+            forces = np.zeros((1, 3))  # a lone atom feels no force (translation invariance)
+        elif require_forces:
+            raise DataError(
+                f"missing forces key {keys['forces']!r}; keys present: {_keys_present(atoms)}",
+                file,
+                frame,
+            )
+        else:
+            forces = None
+    if forces is not None:
+        forces = np.asarray(forces)
+        if forces.dtype.kind not in "iuf" or forces.shape != (n, 3):
+            raise DataError(
+                f"forces key {keys['forces']!r} must be a [{n}, 3] number array, "
+                f"got {forces.dtype} {list(forces.shape)}",
+                file,
+                frame,
+            )
+        forces = forces * factor
+    tensors = {}
+    for name in ("stress", "virials"):
+        value = _lookup(atoms, keys[name])
+        tensors[name] = (
+            None if value is _MISSING else _tensor3(value, keys[name], name, file, frame) * factor
+        )
+    stress, virials = fill_stress_virials(
+        tensors["stress"], tensors["virials"], atoms.cell.array, atoms.pbc
+    )
+    weight = atoms.info.get(keys["weight"], 1.0)
+    return Configuration(
+        numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        energy=float(energy_array.reshape(-1)[0]) * factor,
+        forces=forces,
+        stress=stress,
+        virials=virials,
+        config_type=str(atoms.info.get(keys["config_type"], "Default")),
+        weight=weight,
+        source=(file, frame),
+    )
+
+
+def _parse_frame(text: str, file: str, frame: int, lineno: int) -> Atoms:
+    try:
+        return ase.io.read(io.StringIO(text), format="extxyz", properties_parser=_parse_comment)
+    except KeyError as exc:
+        raise DataError(
+            f"frame starting at line {lineno}: unknown element symbol {exc.args[0]!r}", file, frame
+        ) from exc
+    except Exception as exc:  # ASE raises many types; all mean a malformed frame
+        raise DataError(
+            f"cannot parse the frame starting at line {lineno}: {type(exc).__name__}: {exc}",
+            file,
+            frame,
+        ) from exc
+
+
+def read_extxyz(
+    path: str | Path,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    virials_key: str = "virials",
+    energy_unit: str = "eV",
+    index: int | str | slice = ":",
+    config_type_key: str = "config_type",
+    weight_key: str = "config_weight",
+    require_forces: bool = True,
+) -> list[Configuration]:
+    """Read labelled frames from an extended-XYZ file.
+
+    Every key is looked up in the calculator results ASE builds for the plain names
+    (``energy``, ``forces``, ``stress``), then in ``atoms.info``, then in ``atoms.arrays``.
+    Stress and virials may be given as 9 values or as 6 Voigt values (xx yy zz yz xz xy);
+    for a 3D-periodic cell the missing one of the two is derived with
+    ``stress = -virials / volume``. Energies, forces, stress and virials are multiplied by
+    the factor of ``energy_unit``; positions and cells must be in Å. A single-atom frame
+    without forces gets zero forces.
+
+    Args:
+        path: the file.
+        energy_key: per-frame total energy.
+        forces_key: per-atom forces.
+        stress_key: per-frame stress (optional in the file).
+        virials_key: per-frame virials (optional in the file).
+        energy_unit: unit of the energy labels (see :mod:`tensorpot.data.units`).
+        index: frames to read, ASE style: an int, a slice or a string such as ``":10"``.
+        config_type_key: info key of the structure label (default label "Default").
+        weight_key: info key of the per-structure loss weight (default 1).
+        require_forces: if False, a frame without forces gets ``forces=None``.
+
+    Returns:
+        The configurations, in the order ``index`` selects them.
+
+    Raises:
+        DataError: naming the file and frame, for a missing file, an empty file, a
+            malformed frame, an unknown element, a missing energy or forces key (with the
+            keys that exist), a NaN/inf value, or two atoms at the same position.
+    """
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise DataError("file not found", file)
+    factor = energy_factor(energy_unit)
+    keys = {
+        "energy": energy_key,
+        "forces": forces_key,
+        "stress": stress_key,
+        "virials": virials_key,
+        "config_type": config_type_key,
+        "weight": weight_key,
+    }
+    wanted, single = _selection(index, path)
+    last = wanted[-1] if len(wanted) else -1
+    configs: dict[int, Configuration] = {}
+    n_frames = 0
+    for frame, lineno, text in _frames(path):
+        n_frames = frame + 1
+        if frame in wanted:
+            atoms = _parse_frame(text, file, frame, lineno)
+            configs[frame] = _to_configuration(atoms, file, frame, keys, factor, require_forces)
+        if frame >= last and wanted.step > 0:
+            break
+    if n_frames == 0:
+        raise DataError("the file holds no frames", file)
+    if single and not configs:
+        raise DataError(f"frame index {index} out of range: {n_frames} frames", file)
+    if factor != 1.0:
+        logger.info("%s: energies in %s, multiplied by %.10g to get eV", file, energy_unit, factor)
+    order = sorted(configs) if wanted.step > 0 else [k for k in wanted if k in configs]
+    return [configs[k] for k in order]

@@ -1,0 +1,85 @@
+"""Saving and loading models without pickled code.
+
+A model file is a ``torch.save`` of plain data: ``{"format": "tensorpot-model",
+"format_version": 1, "config": <JSON-able dict>, "state_dict": ..., "metadata": ...}``. Loading uses
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers, then
+rebuilds the model from its config through :func:`tensorpot.build_model`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import tensorpot
+from tensorpot.errors import TensorPotError
+from tensorpot.models.base import Potential
+from tensorpot.models.build import build_model
+
+FORMAT = "tensorpot-model"
+FORMAT_VERSION = 1
+
+
+def save_model(
+    model: Potential,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file, then rename).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.model_dump(mode="json"),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": {"tensorpot_version": tensorpot.__version__, **(metadata or {})},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw payload of a model file, checked for format; never runs code from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TensorPotError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused or not a torch file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TensorPotError(f"{path}: not a loadable tensorpot model file ({first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise TensorPotError(f"{path}: not a tensorpot model file")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise TensorPotError(f"{path}: unsupported format version {payload.get('format_version')}")
+    return payload
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> Potential:
+    """Load a model written by :func:`save_model`, in eval mode, on ``device``."""
+    payload = read_model_file(path)
+    model = build_model(payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

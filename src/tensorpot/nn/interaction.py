@@ -1,0 +1,109 @@
+r"""The ICTP interaction: equivariant convolution to the one-particle basis :math:`A`.
+
+For layer features :math:`h_v^{(l_1)}` and edge harmonics :math:`T^{(l_2)}(\hat r_{uv})`
+(ICTP spec 3.4):
+
+.. math::
+
+    m_{uv}^{(l_3)}[c, p] = P_{l_3}^{-1/2}\, R_{uv}[c, p]\,
+        (\tilde h_v^{(l_1)}[c] \otimes T^{(l_2)}(\hat r_{uv}))^{(l_3)}, \qquad
+    A_u^{(l)} = \frac{1}{\bar N \sqrt{C P_l}} W^{(l)} \mathrm{vec}_{c,p}
+        \Big(\sum_{v \in \mathcal N(u)} m_{uv}^{(l)}\Big)
+
+with :math:`R_{uv} = \mathrm{MLP}(e_{uv})` one weight per channel and path, :math:`\tilde h = `
+per-rank linear of :math:`h`, and :math:`\bar N` the average number of neighbours. The layer also
+returns the species self-connection of :math:`h` used by the update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from tensorpot.nn.linear import RankLinear, SpeciesLinear
+from tensorpot.nn.radial import RadialMLP
+from tensorpot.nn.tensor_product import CartesianTensorProduct
+from tensorpot.tensors import product_paths
+
+
+class Interaction(nn.Module):
+    """Node features ``h`` (ranks ``<= node_max_rank``) -> ``(A, self_connection)``.
+
+    Args:
+        num_channels: ``C`` of ``h`` and of the self-connection.
+        num_product_channels: ``C_prod`` of ``A``.
+        num_species: ``S``.
+        node_max_rank: largest rank of ``h``.
+        edge_max_rank: ``L``: largest rank of the edge harmonics and of ``A``.
+        out_max_rank: largest rank of the self-connection output.
+        num_radial_basis: width of the radial features.
+        radial_mlp: hidden widths of the radial MLP.
+        avg_num_neighbors: :math:`\\bar N`.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_product_channels: int,
+        num_species: int,
+        node_max_rank: int,
+        edge_max_rank: int,
+        out_max_rank: int,
+        num_radial_basis: int,
+        radial_mlp: Sequence[int],
+        avg_num_neighbors: float,
+    ):
+        super().__init__()
+        self.self_connection = SpeciesLinear(
+            num_channels, num_channels, num_species, node_max_rank, out_max_rank
+        )
+        self.pre_linear = RankLinear(num_channels, num_channels, node_max_rank)
+        paths = product_paths(node_max_rank, edge_max_rank, edge_max_rank)
+        self.product = CartesianTensorProduct(paths, [1] * (node_max_rank + 1), edge_max_rank)
+        counts = self.product.out_multiplicities  # paths per output rank
+        self.counts = counts
+        self.radial = RadialMLP([num_radial_basis, *radial_mlp, sum(counts) * num_channels])
+        self.post_weights = nn.ParameterList(
+            [nn.Parameter(torch.randn(num_channels, p, num_product_channels)) for p in counts]
+        )
+        self.num_channels = num_channels
+        self.post_scales = [1.0 / (avg_num_neighbors * math.sqrt(num_channels * p)) for p in counts]
+        self.path_scales = [1.0 / math.sqrt(p) for p in counts]
+
+    def forward(
+        self,
+        h: list[Tensor],
+        species: Tensor,
+        edge_index: Tensor,
+        harmonics: list[Tensor],
+        radial_features: Tensor,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Args: ``h[l] [N, C, 2l+1]``, ``species [N]``, ``edge_index [2, E]``,
+        ``harmonics[l] [E, 2l+1]``, ``radial_features [E, num_radial_basis]``.
+
+        Returns: ``A[l] [N, C_prod, 2l+1]`` for ``l <= L`` and the self-connection
+        ``sc[l] [N, C, 2l+1]`` for ``l <= out_max_rank``.
+        """
+        sc = self.self_connection(h, species)
+        centre, neighbour = edge_index[0], edge_index[1]
+        h_edges = [h_l[neighbour].unsqueeze(2) for h_l in self.pre_linear(h)]  # [E, C, 1, 2l+1]
+        edge_y = [y.unsqueeze(1) for y in harmonics]  # [E, 1, 2l+1]
+        messages = self.product(h_edges, edge_y)  # [E, C, P_l, 2l+1]
+        radial = self.radial(radial_features)  # [E, sum(P) * C]
+        radial = radial.reshape(radial.shape[0], self.num_channels, -1)  # [E, C, sum(P)]
+        num_nodes = h[0].shape[0]
+        out = []
+        for m_l, r_l, w, post, path in zip(
+            messages,
+            radial.split(self.counts, dim=-1),
+            self.post_weights,
+            self.post_scales,
+            self.path_scales,
+        ):
+            m_l = m_l * (r_l.unsqueeze(-1) * path)  # [E, C, P, 2l+1]
+            agg = m_l.new_zeros((num_nodes,) + m_l.shape[1:]).index_add_(0, centre, m_l)
+            out.append(torch.einsum("ncpm,cpd->ndm", agg, w) * post)  # [N, C_prod, 2l+1]
+        return out, sc
