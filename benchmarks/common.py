@@ -65,7 +65,7 @@ def build_mace(channels: int, max_L: int, correlation: int, max_ell: int = 3):
     from e3nn import o3
     from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
 
-    hidden = "+".join(f"{channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_L + 1))
+    hidden = "+".join(f"{channels}x{r}{'e' if r % 2 == 0 else 'o'}" for r in range(max_L + 1))
     model = ScaleShiftMACE(
         r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=max_ell,
         interaction_cls=RealAgnosticResidualInteractionBlock,

@@ -44,9 +44,12 @@ def main() -> None:
         print("mace-torch is not installed: pip install -c constraints.txt -e '.[bench]'")
     times = common.time_interleaved(calls, args.repeats)
     atoms = sum(len(a) for a in frames)
-    print(f"\n3BPA, batch {args.batch} ({atoms} atoms), C={args.channels}, max_L={args.max_L}, "
-          f"max_ell={args.max_ell}, nu={args.correlation}, float64, {args.threads} threads, "
-          f"energy + forces; {platform.processor() or platform.machine()}, torch {torch.__version__}\n")  # fmt: skip
+    cpu = platform.processor() or platform.machine()
+    print(
+        f"\n3BPA, batch {args.batch} ({atoms} atoms), C={args.channels}, max_L={args.max_L}, "
+        f"max_ell={args.max_ell}, nu={args.correlation}, float64, {args.threads} threads, "
+        f"energy + forces; {cpu}, torch {torch.__version__}\n"
+    )
     print("| model | ms / structure | peak memory (MiB) |")
     print("|---|---|---|")
     for name in calls:

@@ -41,8 +41,10 @@ class TestICTPGrid:
 
     def contract(self, max_L, correlation, basis) -> ModelContract:
         c = ModelContract()
-        c.config = {**TINY, "max_L": max_L, "max_ell": max_L, "correlation": correlation,
-                    "product_basis": basis, "num_channels": 2, "num_product_channels": 2}  # fmt: skip
+        c.config = {
+            **TINY, "max_L": max_L, "max_ell": max_L, "correlation": correlation,
+            "product_basis": basis, "num_channels": 2, "num_product_channels": 2,
+        }  # fmt: skip
         return c
 
     def test_symmetry(self, max_L, correlation, basis):

@@ -116,7 +116,7 @@ class ICTPLayer(nn.Module):
         self.readout = MLPReadout(c, cfg.readout_hidden) if last else LinearReadout(c)
 
     def forward(
-        self, h: list[Tensor], geometry: Geometry, harmonics: list[Tensor], radial: Tensor
+        self, h: list[Tensor], geometry: Geometry, harmonics: Tensor, radial: Tensor
     ) -> tuple[list[Tensor], Tensor]:
         a, sc = self.interaction(h, geometry.species, geometry.edge_index, harmonics, radial)
         b = self.product(a, geometry.species)
@@ -147,7 +147,7 @@ class ICTP(Potential):
 
     def site_energies(self, geometry: Geometry) -> Tensor:
         lengths = torch.linalg.vector_norm(geometry.edge_vectors, dim=-1)  # [E]
-        harmonics = compressed_harmonics(geometry.edge_vectors, self.edge_rank)  # [E, 2l+1]
+        harmonics = torch.cat(compressed_harmonics(geometry.edge_vectors, self.edge_rank), dim=-1)
         radial = self.radial(lengths)  # [E, num_radial_basis]
         h = [self.embedding(geometry.species).unsqueeze(-1)]  # [N, C, 1]
         energy = torch.zeros_like(h[0][:, 0, 0])

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from tensorpot.nn.linear import RankLinear, SpeciesLinear
 from tensorpot.nn.radial import RadialMLP
-from tensorpot.nn.tensor_product import CartesianTensorProduct
-from tensorpot.tensors import product_paths
+from tensorpot.nn.tensor_product import EdgeTensorProduct
+from tensorpot.tensors import path_multiplicities, product_paths
 
 
 class Interaction(nn.Module):
@@ -62,48 +62,46 @@ class Interaction(nn.Module):
         )
         self.pre_linear = RankLinear(num_channels, num_channels, node_max_rank)
         paths = product_paths(node_max_rank, edge_max_rank, edge_max_rank)
-        self.product = CartesianTensorProduct(paths, [1] * (node_max_rank + 1), edge_max_rank)
-        counts = self.product.out_multiplicities  # paths per output rank
-        self.counts = counts
-        self.radial = RadialMLP([num_radial_basis, *radial_mlp, sum(counts) * num_channels])
+        counts = path_multiplicities(paths, [1] * (node_max_rank + 1), edge_max_rank)
+        self.product = EdgeTensorProduct(
+            paths, node_max_rank, edge_max_rank, edge_max_rank, [p**-0.5 for p in counts]
+        )
+        self.counts = counts  # paths per output rank
+        self.num_paths = len(paths)
+        self.radial = RadialMLP([num_radial_basis, *radial_mlp, len(paths) * num_channels])
         self.post_weights = nn.ParameterList(
             [nn.Parameter(torch.randn(num_channels, p, num_product_channels)) for p in counts]
         )
         self.num_channels = num_channels
         self.post_scales = [1.0 / (avg_num_neighbors * math.sqrt(num_channels * p)) for p in counts]
-        self.path_scales = [1.0 / math.sqrt(p) for p in counts]
 
     def forward(
         self,
         h: list[Tensor],
         species: Tensor,
         edge_index: Tensor,
-        harmonics: list[Tensor],
+        harmonics: Tensor,
         radial_features: Tensor,
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Args: ``h[l] [N, C, 2l+1]``, ``species [N]``, ``edge_index [2, E]``,
-        ``harmonics[l] [E, 2l+1]``, ``radial_features [E, num_radial_basis]``.
+        ``harmonics [E, (L+1)^2]`` (ranks concatenated), ``radial_features [E, num_radial_basis]``.
 
         Returns: ``A[l] [N, C_prod, 2l+1]`` for ``l <= L`` and the self-connection
         ``sc[l] [N, C, 2l+1]`` for ``l <= out_max_rank``.
         """
         sc = self.self_connection(h, species)
         centre, neighbour = edge_index[0], edge_index[1]
-        h_edges = [h_l[neighbour].unsqueeze(2) for h_l in self.pre_linear(h)]  # [E, C, 1, 2l+1]
-        edge_y = [y.unsqueeze(1) for y in harmonics]  # [E, 1, 2l+1]
-        messages = self.product(h_edges, edge_y)  # [E, C, P_l, 2l+1]
-        radial = self.radial(radial_features)  # [E, sum(P) * C]
-        radial = radial.reshape(radial.shape[0], self.num_channels, -1)  # [E, C, sum(P)]
+        x = torch.cat(self.pre_linear(h), dim=-1)[neighbour]  # [E, C, D_x]
+        messages = self.product(x, harmonics)  # [E, C, Q]
+        radial = self.radial(radial_features).view(-1, self.num_channels, self.num_paths)
+        messages = messages * radial[:, :, self.product.path_of_column]  # [E, C, Q]
         num_nodes = h[0].shape[0]
+        agg = messages.new_zeros(num_nodes, messages.shape[1], messages.shape[2])
+        agg = agg.index_add_(0, centre, messages)  # [N, C, Q]
         out = []
-        for m_l, r_l, w, post, path in zip(
-            messages,
-            radial.split(self.counts, dim=-1),
-            self.post_weights,
-            self.post_scales,
-            self.path_scales,
+        for rank, (block, w, post) in enumerate(
+            zip(agg.split(self.product.sizes, dim=-1), self.post_weights, self.post_scales)
         ):
-            m_l = m_l * (r_l.unsqueeze(-1) * path)  # [E, C, P, 2l+1]
-            agg = m_l.new_zeros((num_nodes,) + m_l.shape[1:]).index_add_(0, centre, m_l)
-            out.append(torch.einsum("ncpm,cpd->ndm", agg, w) * post)  # [N, C_prod, 2l+1]
+            block = block.view(num_nodes, self.num_channels, -1, 2 * rank + 1)  # [N, C, P, 2l+1]
+            out.append(torch.einsum("ncpm,cpd->ndm", block, w) * post)  # [N, C_prod, 2l+1]
         return out, sc

@@ -65,3 +65,63 @@ class CartesianTensorProduct(nn.Module):
             torch.cat([pieces[l3][k] for k in self.order[l3]], dim=2)
             for l3 in range(self.max_l3 + 1)
         ]
+
+
+class EdgeTensorProduct(nn.Module):
+    r"""All paths ``(l1, l2) -> l3`` of node features with edge harmonics, as one batched matmul.
+
+    For channel-wise node features gathered on the edges, ``x [E, C, D_x]`` (ranks
+    ``0..max_l1`` concatenated, one slot each), and channel-free edge harmonics
+    ``y [E, D_y]``, the messages of every path are
+
+    .. math::  m[e, c, q] = \sum_i x[e, c, i] \sum_j y[e, j]\, K[i, j, q]
+
+    where ``K [D_x, D_y, Q]`` stacks the coupling tensors of all paths, times ``path_scale``.
+    The inner sum is channel-free and is done once per edge; the outer one is one ``bmm``.
+    The output columns ``q`` are ordered by ``l3``, then path (as listed), then component, so
+    that ``out.split(self.sizes, -1)[l3].view(E, C, P_l3, 2 l3 + 1)``.
+
+    Args:
+        paths: the paths, ordered by ``l3``, then ``l1``, then ``l2``.
+        max_l1: largest rank of ``x``.
+        max_l2: largest rank of ``y``.
+        max_l3: largest output rank; every rank must be reached.
+        path_scale: a constant per output rank multiplying its paths (e.g. ``P_l3 ** -0.5``).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        max_l1: int,
+        max_l2: int,
+        max_l3: int,
+        path_scale: Sequence[float] | None = None,
+    ):
+        super().__init__()
+        self.paths = [Path(*p) for p in paths]
+        self.multiplicities = path_multiplicities(self.paths, [1] * (max_l1 + 1), max_l3)
+        if min(self.multiplicities) == 0:
+            raise ValueError(f"output ranks {self.multiplicities} not all reached")
+        offsets_x = [r * r for r in range(max_l1 + 2)]
+        offsets_y = [r * r for r in range(max_l2 + 2)]
+        total = sum(2 * p.l3 + 1 for p in self.paths)
+        big = torch.zeros((max_l1 + 1) ** 2, (max_l2 + 1) ** 2, total, dtype=torch.float64)
+        q = 0
+        for p in self.paths:
+            scale = 1.0 if path_scale is None else path_scale[p.l3]
+            block = slice(q, q + 2 * p.l3 + 1)
+            rows = slice(offsets_x[p.l1], offsets_x[p.l1 + 1])
+            cols = slice(offsets_y[p.l2], offsets_y[p.l2 + 1])
+            big[rows, cols, block] = scale * coupling_tensor(*p)
+            q += 2 * p.l3 + 1
+        self.register_buffer("coupling", big.permute(1, 0, 2).reshape(big.shape[1], -1))
+        self.dim_x, self.num_columns = big.shape[0], total
+        self.sizes = [p * (2 * r + 1) for r, p in enumerate(self.multiplicities)]
+        # path index of every output column, to expand per-path weights [.., P] to [.., Q]
+        path_of_column = [k for k, p in enumerate(self.paths) for _ in range(2 * p.l3 + 1)]
+        self.register_buffer("path_of_column", torch.tensor(path_of_column), persistent=False)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """``x [E, C, D_x]``, ``y [E, D_y]`` -> ``[E, C, Q]``."""
+        yk = (y @ self.coupling).view(y.shape[0], self.dim_x, self.num_columns)  # [E, D_x, Q]
+        return torch.bmm(x, yk)

@@ -1,0 +1,101 @@
+"""An ASE calculator around any :class:`~tensorpot.models.base.Potential`.
+
+Energies in eV, forces in eV/Å, stress in eV/Å³ (ASE's sign: ``sigma = (1/V) dE/d(strain)``,
+Voigt order xx, yy, zz, yz, xz, xy). Stress is only reported for cells with a periodic
+direction and a non-zero volume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.data import chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.errors import DataError
+from tensorpot.models.base import Potential
+
+
+class TensorPotCalculator(Calculator):
+    """ASE calculator that evaluates a tensorpot model on one structure at a time.
+
+    Args:
+        model: a model instance; exactly one of ``model`` and ``model_path`` must be given.
+        model_path: a file written by ``tensorpot.models.io.save_model``.
+        device: torch device to run on (the model is moved there).
+        **kwargs: passed on to :class:`ase.calculators.calculator.Calculator`.
+
+    Raises:
+        ValueError: if neither or both of ``model`` and ``model_path`` are given.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: Potential | None = None,
+        model_path: str | None = None,
+        device: str = "cpu",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if (model is None) == (model_path is None):
+            raise ValueError("give exactly one of `model` and `model_path`")
+        if model is None:
+            from tensorpot.models.io import load_model
+
+            model = load_model(model_path)
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self._known = set(self.model.atomic_numbers)
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        """Fill ``self.results`` with energy, free_energy, energies, forces (and stress).
+
+        Raises:
+            DataError: if the structure holds an element the model was not trained on.
+        """
+        properties = ["energy"] if properties is None else properties
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        self._check_elements(atoms)
+        periodic = bool(atoms.pbc.any()) and abs(atoms.cell.volume) > 0
+        graph = atoms_to_graph(atoms, self.model.r_max)
+        batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
+        with torch.enable_grad():
+            out = self.model(batch, compute_forces=True, compute_stress=periodic)
+        energy = float(out.energy.detach()[0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": _numpy(out.node_energy),
+            "forces": _numpy(out.forces),
+        }
+        if periodic:
+            stress = _numpy(out.stress)[0]
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+
+    def _check_elements(self, atoms: Atoms) -> None:
+        unknown = sorted(set(int(z) for z in atoms.numbers) - self._known)
+        if unknown:
+            names = ", ".join(_symbol(z) for z in unknown)
+            known = ", ".join(_symbol(z) for z in sorted(self._known))
+            raise DataError(f"the model does not know element(s) {names}; it knows {known}")
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}"
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy().copy()

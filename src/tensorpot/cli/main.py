@@ -1,0 +1,178 @@
+"""The ``tensorpot`` command: ``train``, ``eval`` and ``plot``.
+
+It parses arguments and calls library functions. A :class:`~tensorpot.errors.TensorPotError`
+or a missing/existing file is reported as one line ``tensorpot: error: <message>`` with exit
+code 2 (``--debug`` re-raises it with its traceback); Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tensorpot.errors import TensorPotError
+
+USER_ERRORS = (TensorPotError, FileNotFoundError, FileExistsError, IsADirectoryError)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser = argparse.ArgumentParser(
+        prog="tensorpot",
+        description="Train and evaluate machine-learned interatomic potentials.",
+        allow_abbrev=False,
+    )
+    from tensorpot import __version__
+
+    parser.add_argument("--version", action="version", version=f"tensorpot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        allow_abbrev=False,
+        help="train a model from a YAML config",
+        description="Train a model. Overrides: key=value or --key=value (e.g. "
+        "model.num_channels=16), applied in order after the file.",
+    )
+    train.add_argument("config", help="run config (YAML)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
+    ev = sub.add_parser(
+        "eval",
+        parents=[common],
+        allow_abbrev=False,
+        help="error table (and predictions) of a model on a data file",
+        description="Print the Markdown error table of a model on labelled data.",
+    )
+    ev.add_argument("--model", required=True, help="model file written by tensorpot")
+    ev.add_argument("--data", required=True, help="labelled data (.xyz, .extxyz, .npz)")
+    ev.add_argument("--output", help="write predictions to this extended-XYZ file")
+    ev.add_argument("--parity", help="write a parity plot to this PNG file")
+    ev.add_argument("--energy-key", help="energy label key (default: energy)")
+    ev.add_argument("--forces-key", help="forces label key (default: forces)")
+    ev.add_argument("--stress-key", help="stress label key (default: stress)")
+    ev.add_argument("--energy-unit", help="unit of energy labels (default: the reader's)")
+    ev.add_argument("--batch-size", type=_positive_int, default=10, help="structures per batch")
+    ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    plot = sub.add_parser(
+        "plot",
+        parents=[common],
+        allow_abbrev=False,
+        help="learning curves from a training log",
+        description="Plot the numeric columns of a training CSV log as PNG.",
+    )
+    plot.add_argument("--log", required=True, help="CSV log written by the trainer")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    return parser
+
+
+def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
+    """``--a.b=1`` and ``a.b=1`` -> ``"a.b=1"``; anything else is a usage error."""
+    out = []
+    for arg in extra:
+        text = arg.lstrip("-")
+        if "=" not in text or text.startswith("="):
+            parser.error(f"override {arg!r} must look like key=value or --key=value")
+        out.append(text)
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tensorpot.config import load_run_config
+    from tensorpot.training import train
+
+    config = load_run_config(args.config, args.overrides)
+    train(config, resume=args.resume)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tensorpot.evaluation.evaluate import evaluate_file
+    from tensorpot.evaluation.metrics import format_error_table
+
+    options = {
+        "energy_key": args.energy_key,
+        "forces_key": args.forces_key,
+        "stress_key": args.stress_key,
+        "energy_unit": args.energy_unit,
+    }
+    table, _ = evaluate_file(
+        args.model,
+        args.data,
+        output=args.output,
+        parity=args.parity,
+        batch_size=args.batch_size,
+        device=args.device,
+        overwrite=args.overwrite,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    print(format_error_table({Path(args.data).name: table}))
+    for label, path in (("predictions", args.output), ("parity plot", args.parity)):
+        if path is not None:
+            print(f"tensorpot: wrote {label} to {path}", file=sys.stderr)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from tensorpot.evaluation.plots import plot_learning_curves
+
+    plot_learning_curves(args.log, args.out, overwrite=args.overwrite)
+    print(f"tensorpot: wrote learning curves to {args.out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "plot": _plot}
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tensorpot`` command line on ``argv`` (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 for a usage or input error, 130 when interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if args.command == "train":
+            args.overrides = _overrides(parser, extra)
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"tensorpot: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("tensorpot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Error tables, predictions written to files, and plots."""

@@ -1,0 +1,304 @@
+"""Predictions of a model on labelled configurations, their error table, and prediction files.
+
+Energies in eV, forces in eV/Å, stress in eV/Å³ (ASE's sign, ``sigma = (1/V) dE/d(strain)``).
+The error table is the one of :class:`~tensorpot.evaluation.metrics.ErrorAccumulator`
+(meV, meV/atom, meV/Å, meV/Å³).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import chemical_symbols
+
+from tensorpot.data.batch import GraphBatch, Targets
+from tensorpot.data.configuration import Configuration
+from tensorpot.data.dataset import GraphDataset, iterate_batches
+from tensorpot.errors import TensorPotError
+from tensorpot.evaluation.metrics import ErrorAccumulator, num_atoms_per_graph
+from tensorpot.models.base import Potential, Predictions
+
+__all__ = [
+    "OutputExistsError",
+    "StructurePrediction",
+    "check_output",
+    "evaluate",
+    "evaluate_file",
+    "has_periodic_cell",
+    "predict",
+    "write_predictions",
+]
+
+
+class OutputExistsError(TensorPotError, FileExistsError):
+    """An output file exists and overwriting it was not asked for."""
+
+
+@dataclass(frozen=True)
+class StructurePrediction:
+    """What a model predicts for one structure.
+
+    Attributes:
+        energy: total energy in eV.
+        forces: forces ``[N, 3]`` in eV/Å.
+        stress: stress ``[3, 3]`` in eV/Å³, or None when the structure has no periodic cell
+            (or stress was not asked for).
+    """
+
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray | None = None
+
+
+def has_periodic_cell(config: Configuration) -> bool:
+    """True if ``config`` is periodic in some direction and its cell has a non-zero volume."""
+    return bool(config.pbc.any()) and config.volume > 0.0
+
+
+def _check_elements(model: Potential, configs: Sequence[Configuration]) -> None:
+    known = set(model.atomic_numbers)
+    for config in configs:
+        unknown = sorted(set(config.numbers.tolist()) - known)
+        if unknown:
+            names = ", ".join(_symbol(z) for z in unknown)
+            knows = ", ".join(_symbol(z) for z in sorted(known))
+            raise config.error(f"the model does not know element(s) {names}; it knows {knows}")
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z={z}"
+
+
+def _run(
+    model: Potential,
+    configs: Sequence[Configuration],
+    batch_size: int,
+    compute_stress: bool | None,
+) -> Iterator[tuple[list[Configuration], GraphBatch, Targets, Predictions]]:
+    """Yield ``(configs, batch, float64 targets, float64 detached predictions)`` per batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_elements(model, configs)
+    if compute_stress:
+        for config in configs:
+            if not has_periodic_cell(config):
+                raise config.error("stress was asked for but the structure has no periodic cell")
+    dataset = GraphDataset(configs, cutoff=model.r_max)
+    was_training = model.training
+    model.eval()
+    try:
+        start = 0
+        for batch, targets, _ in iterate_batches(dataset, batch_size, dtype=torch.float64):
+            chunk = list(configs[start : start + batch.num_graphs])
+            start += batch.num_graphs
+            stress = compute_stress is not False and any(has_periodic_cell(c) for c in chunk)
+            with torch.enable_grad():
+                out = model(
+                    batch.to(model.device, model.dtype), compute_forces=True, compute_stress=stress
+                )
+            out = Predictions(*(None if t is None else t.detach().cpu().double() for t in out))
+            yield chunk, batch, targets, out
+    finally:
+        model.train(was_training)
+
+
+def _split(
+    chunk: list[Configuration], batch: GraphBatch, out: Predictions
+) -> list[StructurePrediction]:
+    counts = num_atoms_per_graph(batch.batch, batch.num_graphs).tolist()
+    forces = torch.split(out.forces, counts)
+    return [
+        StructurePrediction(
+            energy=float(out.energy[b]),
+            forces=forces[b].numpy().copy(),
+            stress=(
+                out.stress[b].numpy().copy()
+                if out.stress is not None and has_periodic_cell(config)
+                else None
+            ),
+        )
+        for b, config in enumerate(chunk)
+    ]
+
+
+def predict(
+    model: Potential,
+    configs: Sequence[Configuration],
+    batch_size: int = 10,
+    compute_stress: bool | None = None,
+) -> list[StructurePrediction]:
+    """Energies, forces and (for periodic cells) stress of ``configs``, in their order.
+
+    Args:
+        model: the potential; it runs in eval mode on its own device and dtype (its training
+            flag is restored afterwards).
+        configs: the structures (labels are not used).
+        batch_size: structures per forward pass.
+        compute_stress: None for stress on every structure with a periodic cell, False for no
+            stress, True to demand it (every structure must then have a periodic cell).
+
+    Returns:
+        One :class:`StructurePrediction` per configuration.
+
+    Raises:
+        DataError: naming the file and frame, for an element the model does not know (or,
+            with ``compute_stress=True``, a structure without a periodic cell).
+    """
+    results: list[StructurePrediction] = []
+    for chunk, batch, _, out in _run(model, configs, batch_size, compute_stress):
+        results.extend(_split(chunk, batch, out))
+    return results
+
+
+def evaluate(
+    model: Potential, configs: Sequence[Configuration], batch_size: int = 10
+) -> tuple[dict[str, float], list[StructurePrediction]]:
+    """The error table of ``model`` on labelled ``configs``, and its predictions.
+
+    Energy errors count every structure with an energy label; force errors every force
+    component; stress errors the batches in which every structure has a stress label and a
+    periodic cell.
+
+    Returns:
+        ``(table, predictions)``: the table maps metric names (``energy_mae``,
+        ``energy_rmse_per_atom``, ``forces_rmse``, ...) to values in meV units.
+
+    Raises:
+        DataError: naming the file and frame, for an element the model does not know.
+    """
+    acc = ErrorAccumulator()
+    results: list[StructurePrediction] = []
+    for chunk, batch, targets, out in _run(model, configs, batch_size, None):
+        results.extend(_split(chunk, batch, out))
+        if not all(has_periodic_cell(c) for c in chunk):
+            out = out._replace(stress=None)
+        acc.update(out, targets, num_atoms_per_graph(batch.batch, batch.num_graphs))
+    return acc.table(), results
+
+
+def _atoms(config: Configuration, prediction: StructurePrediction) -> Atoms:
+    atoms = Atoms(numbers=config.numbers, positions=config.positions, pbc=config.pbc)
+    if config.pbc.any():
+        atoms.cell = config.cell
+    labels: dict[str, Any] = {}
+    if config.energy is not None:
+        labels["energy"] = config.energy
+    if config.forces is not None:
+        labels["forces"] = np.array(config.forces)
+    if config.stress is not None:
+        labels["stress"] = np.array(config.stress)
+    if labels:
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+    if config.config_type != "Default":
+        atoms.info["config_type"] = config.config_type
+    atoms.info["tensorpot_energy"] = prediction.energy
+    if prediction.stress is not None:
+        atoms.info["tensorpot_stress"] = np.asarray(prediction.stress, dtype=np.float64)
+    atoms.arrays["tensorpot_forces"] = np.asarray(prediction.forces, dtype=np.float64)
+    return atoms
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a Path; raises :class:`OutputExistsError` if it exists and not ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; refusing to overwrite it")
+    return path
+
+
+def write_predictions(
+    path: str | os.PathLike,
+    configs: Sequence[Configuration],
+    predictions: Sequence[StructurePrediction],
+    overwrite: bool = False,
+) -> Path:
+    """Write structures, reference labels and predictions to an extended-XYZ file atomically.
+
+    Every frame keeps its reference labels as ``energy``, ``forces`` (and ``stress``) in eV
+    units, and adds ``tensorpot_energy`` and ``tensorpot_stress`` (when predicted) to the
+    frame info and ``tensorpot_forces`` to the per-atom arrays.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: ``configs`` and ``predictions`` differ in length.
+    """
+    path = check_output(path, overwrite)
+    if len(configs) != len(predictions):
+        raise ValueError(f"{len(configs)} configurations but {len(predictions)} predictions")
+    frames = [_atoms(c, p) for c, p in zip(configs, predictions)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            ase.io.write(handle, frames, format="extxyz")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def evaluate_file(
+    model_path: str | os.PathLike,
+    data_path: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    parity: str | os.PathLike | None = None,
+    batch_size: int = 10,
+    device: str = "cpu",
+    overwrite: bool = False,
+    **reader_options: Any,
+) -> tuple[dict[str, float], list[StructurePrediction]]:
+    """Load a model file, evaluate it on a data file, and optionally write predictions/plot.
+
+    Output paths are checked before any work is done.
+
+    Args:
+        model_path: a file written by :func:`tensorpot.save_model`.
+        data_path: a data file for :func:`tensorpot.data.readers.read_configurations`.
+        output: extended-XYZ file for :func:`write_predictions`, or None.
+        parity: PNG file for :func:`tensorpot.evaluation.plots.plot_parity`, or None.
+        batch_size: structures per forward pass.
+        device: torch device to evaluate on.
+        overwrite: replace existing output files.
+        **reader_options: ``energy_key``, ``energy_unit``, ... for the reader.
+
+    Returns:
+        ``(table, predictions)`` as :func:`evaluate` returns them.
+
+    Raises:
+        TensorPotError: for a bad model file, bad data (DataError, naming file and frame) or
+            an output file that exists.
+    """
+    from tensorpot.data.readers import read_configurations
+    from tensorpot.models.io import load_model
+
+    if output is not None:
+        check_output(output, overwrite)
+    if parity is not None:
+        from tensorpot.evaluation.plots import require_matplotlib
+
+        require_matplotlib()
+        check_output(parity, overwrite)
+    model = load_model(model_path, device=device)
+    configs = read_configurations(data_path, **reader_options)
+    table, predictions = evaluate(model, configs, batch_size=batch_size)
+    if output is not None:
+        write_predictions(output, configs, predictions, overwrite=overwrite)
+    if parity is not None:
+        from tensorpot.evaluation.plots import plot_parity_predictions
+
+        plot_parity_predictions(parity, configs, predictions, overwrite=overwrite)
+    return table, predictions
