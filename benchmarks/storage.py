@@ -4,7 +4,7 @@ The step is the first product of the product basis, ``A (x) A`` over all even pa
 <= L (ICTP_full), for ``nodes`` atoms and ``channels`` channels, forward and backward (as forces
 need). Full storage evaluates each path as a Cartesian contraction followed by the STF
 projection (``tensorpot.tensors.ict_product``); compressed storage uses the coupling tensors in
-the orthonormal STF basis (``tensorpot.nn.tensor_product.CartesianTensorProduct``). Memory is the
+the orthonormal STF basis (``tensorpot.nn.tensor_product.NodeTensorProduct``). Memory is the
 size of the outputs plus every tensor autograd saves for the backward pass.
 
     python benchmarks/storage.py --nodes 270 --channels 8 --max-rank 4
@@ -17,7 +17,7 @@ import argparse
 import torch
 
 import common
-from tensorpot.nn.tensor_product import CartesianTensorProduct
+from tensorpot.nn.tensor_product import NodeTensorProduct
 from tensorpot.tensors import from_compressed, ict_product, product_paths
 
 
@@ -44,13 +44,13 @@ def measure(max_rank: int, nodes: int, channels: int, repeats: int) -> tuple[dic
         for r in range(max_rank + 1)
     ]
     full = [from_compressed(c.detach(), r).requires_grad_() for r, c in enumerate(compressed)]
-    product = CartesianTensorProduct(paths, [1] * (max_rank + 1), max_rank).to(torch.float64)
+    product = NodeTensorProduct(paths, [1] * (max_rank + 1), max_rank, max_rank).to(torch.float64)
 
     def run_full():
         return [ict_product(full[p.l1], full[p.l2], *p) for p in paths]
 
     def run_compressed():
-        return product([c.unsqueeze(2) for c in compressed], compressed)
+        return product([c.unsqueeze(2) for c in compressed], torch.cat(compressed, dim=-1))
 
     def backward(fn, inputs):
         def go():

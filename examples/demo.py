@@ -55,9 +55,7 @@ def main() -> None:
         print(f"{k:5d} {energy:16.4f} {reference:16.4f} {fmax:15.4f} {1e3 * times[-1]:8.1f}")
     print(f"\nmedian time per structure (energy + forces, {args.threads} threads): "
           f"{1e3 * float(np.median(times)):.1f} ms")  # fmt: skip
-    print(
-        "The model is untrained: its energies are E0s plus noise. Training comes with `tensorpot train`."
-    )
+    print("The model is untrained: its energies are the E0s plus noise from random weights.")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 import yaml
+from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tensorpot.data.units import energy_factor
@@ -24,7 +25,6 @@ from tensorpot.models.build import validate_model_config
 
 __all__ = ["RunConfig", "load_run_config", "parse_run_config"]
 
-E0Spec = Union[dict[Union[int, str], float], Literal["average", "isolated"], None]  # noqa: UP007
 PATH_KEYS = ("train_file", "valid_file", "test_files", "output_dir")
 
 
@@ -37,6 +37,11 @@ class RunConfig(BaseModel):
     the training set, its ``E0s``, ``avg_num_neighbors``, ``atomic_inter_scale`` and
     ``atomic_inter_shift`` to values computed from the training set, its ``seed`` to the run's
     ``seed``, and its ``dtype`` is the training dtype.
+
+    ``E0s`` is ``{Z or symbol: eV}``, ``"average"`` (least squares on the training set),
+    ``"isolated"`` (the IsolatedAtom frames of the training file) or null (zeros); ``model.E0s``
+    may be given instead. Keys and ``energy_unit`` reach ``.npz`` readers only when set
+    explicitly, so rMD17 files keep their own defaults (``energies``, kcal/mol).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
@@ -50,7 +55,7 @@ class RunConfig(BaseModel):
     stress_key: str = "stress"
     virials_key: str = "virials"
     energy_unit: str = "eV"
-    E0s: E0Spec = None
+    E0s: Any = None
     batch_size: int = Field(10, ge=1)
     valid_batch_size: int = Field(10, ge=1)
     max_num_epochs: int = Field(100, ge=1)
@@ -101,6 +106,27 @@ class RunConfig(BaseModel):
                 raise ValueError(f"file not found: {item}")
         return value
 
+    @field_validator("E0s")
+    @classmethod
+    def _e0_spec(cls, value: object) -> object:
+        problem = "must be a mapping {Z or symbol: eV}, 'average', 'isolated' or null"
+        if value is None:
+            return None
+        if isinstance(value, str):
+            if value.strip().lower() not in ("average", "isolated"):
+                raise ValueError(f"{problem}, got {value!r}")
+            return value.strip().lower()
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{problem}, got {value!r}")
+        out: dict[int | str, float] = {}
+        for key, energy in value.items():
+            if not _is_element(key):
+                raise ValueError(f"key {key!r} is neither an atomic number nor a symbol")
+            if isinstance(energy, bool) or not isinstance(energy, (int, float)):
+                raise ValueError(f"the E0 of {key!r} must be a number, got {energy!r}")
+            out[key] = float(energy)
+        return out
+
     @field_validator("energy_unit")
     @classmethod
     def _known_unit(cls, value: str) -> str:
@@ -146,6 +172,15 @@ class RunConfig(BaseModel):
         return self.max_num_epochs * 3 // 4
 
 
+def _is_element(key: object) -> bool:
+    """Whether an E0s key is an atomic number (1..118, maybe as digits) or an element symbol."""
+    if isinstance(key, str) and key.strip().isdigit():
+        key = int(key)
+    if isinstance(key, int) and not isinstance(key, bool):
+        return 1 <= key <= 118
+    return isinstance(key, str) and key.strip() in chemical_symbols[1:]
+
+
 def _error_line(err: ValidationError) -> str:
     """The first problem of a pydantic error as ``key.path: message``, plus a count of others."""
     first = err.errors()[0]
@@ -156,9 +191,13 @@ def _error_line(err: ValidationError) -> str:
         msg = "unknown key" + (f" (did you mean {guess[0]!r}?)" if guess else "")
     elif first["type"] == "missing":
         msg = "required key is missing"
-    elif where == "model" and msg.startswith("model config: "):
-        rest = msg.removeprefix("model config: ").replace("Value error, ", "")
-        return rest if rest.startswith("model: ") else f"model.{rest}"
+    elif where == "model" and first["type"] == "value_error":
+        rest = msg.replace("Value error, ", "").replace(
+            "Extra inputs are not permitted", "unknown key"
+        )
+        if rest.startswith("model config: model: "):  # a check across keys of the model mapping
+            return f"model: {rest.removeprefix('model config: model: ')}"
+        return f"model.{rest.removeprefix('model config: ')}"
     elif first["type"] != "value_error" and not isinstance(first.get("input"), (dict, list)):
         msg += f" (got {first.get('input')!r})"
     more = f"; {err.error_count() - 1} more problem(s)" if err.error_count() > 1 else ""
@@ -196,7 +235,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+        kind = type(data).__name__
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {kind}")
     return data
 
 
@@ -246,9 +286,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[leaf] = value
 
 
-def load_run_config(
-    path: str | os.PathLike | None, overrides: Sequence[str] = ()
-) -> RunConfig:
+def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a run config from YAML, apply ``key=value`` overrides and validate it.
 
     Relative paths in the YAML file are taken relative to its folder; paths given in

@@ -8,6 +8,7 @@ code 2 (``--debug`` re-raises it with its traceback); Ctrl-C exits with 130.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -92,9 +93,10 @@ def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
 
 def _train(args: argparse.Namespace) -> int:
     from tensorpot.config import load_run_config
-    from tensorpot.training import train
 
     config = load_run_config(args.config, args.overrides)
+    from tensorpot.training import train
+
     train(config, resume=args.resume)
     return 0
 
@@ -140,7 +142,8 @@ COMMANDS = {"train": _train, "eval": _eval, "plot": _plot}
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(err))  # terminal colour codes
+    text = " ".join(line.strip() for line in plain.splitlines() if line.strip())
     return text or type(err).__name__
 
 

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 _X_COLUMNS = ("epoch", "step")
-_NOT_METRICS = ("epoch", "step", "lr", "time", "elapsed", "wall")
+_NOT_METRICS = ("epoch", "step", "stage", "lr", "time", "elapsed", "wall")
 
 
 def require_matplotlib() -> Any:
@@ -204,8 +204,8 @@ def plot_learning_curves(
     """Plot every numeric column of a training log against the epoch.
 
     One panel for the columns whose name contains ``loss``, one for the other metrics (error
-    columns such as ``valid_energy_rmse``; timings are left out) and one for ``lr``; panels
-    without columns are omitted. Log scale wherever all values are positive.
+    columns such as ``valid_energy_rmse``; epoch, stage and timing columns are left out) and
+    one for ``lr``; panels without columns are omitted. Log scale wherever all values are positive.
 
     Raises:
         DataError: the log cannot be read (see :func:`read_log`).
@@ -224,7 +224,9 @@ def plot_learning_curves(
         panels.append(({"lr": columns["lr"]}, "learning rate"))
     panels = [(cols, label) for cols, label in panels if cols]
     if not panels:
-        raise DataError(f"no loss, metric or lr column to plot; columns: {list(columns)}", str(log_path))
+        raise DataError(
+            f"no loss, metric or lr column to plot; columns: {list(columns)}", str(log_path)
+        )
     fig, axes = _figure(len(panels))
     for ax, (cols, label) in zip(axes, panels):
         _curves(ax, x, cols, label)

@@ -68,8 +68,12 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refused or not a torch file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TensorPotError(f"{path}: not a loadable tensorpot model file ({first})") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        refused = [line for line in lines if "Unsupported global" in line]
+        reason = refused[0] if refused else (lines[0] if lines else type(err).__name__)
+        raise TensorPotError(
+            f"{path}: refused, not a plain-data tensorpot model file ({reason})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise TensorPotError(f"{path}: not a tensorpot model file")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -81,5 +85,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> P
     """Load a model written by :func:`save_model`, in eval mode, on ``device``."""
     payload = read_model_file(path)
     model = build_model(payload["config"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise TensorPotError(
+            f"{path}: weights do not fit the model its config builds ({first})"
+        ) from None
     return model.to(device).eval()

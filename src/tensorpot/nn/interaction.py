@@ -94,14 +94,17 @@ class Interaction(nn.Module):
         x = torch.cat(self.pre_linear(h), dim=-1)[neighbour]  # [E, C, D_x]
         messages = self.product(x, harmonics)  # [E, C, Q]
         radial = self.radial(radial_features).view(-1, self.num_channels, self.num_paths)
-        messages = messages * radial[:, :, self.product.path_of_column]  # [E, C, Q]
-        num_nodes = h[0].shape[0]
-        agg = messages.new_zeros(num_nodes, messages.shape[1], messages.shape[2])
-        agg = agg.index_add_(0, centre, messages)  # [N, C, Q]
+        num_nodes, num_edges = h[0].shape[0], x.shape[0]
         out = []
-        for rank, (block, w, post) in enumerate(
-            zip(agg.split(self.product.sizes, dim=-1), self.post_weights, self.post_scales)
+        for rank, (m_l, r_l, w, post) in enumerate(
+            zip(
+                messages.split(self.product.sizes, dim=-1),
+                radial.split(self.counts, dim=-1),
+                self.post_weights,
+                self.post_scales,
+            )
         ):
-            block = block.view(num_nodes, self.num_channels, -1, 2 * rank + 1)  # [N, C, P, 2l+1]
-            out.append(torch.einsum("ncpm,cpd->ndm", block, w) * post)  # [N, C_prod, 2l+1]
+            m_l = m_l.view(num_edges, self.num_channels, -1, 2 * rank + 1) * r_l.unsqueeze(-1)
+            agg = m_l.new_zeros((num_nodes,) + m_l.shape[1:]).index_add_(0, centre, m_l)
+            out.append(torch.einsum("ncpm,cpd->ndm", agg, w) * post)  # [N, C_prod, 2l+1]
         return out, sc

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tensorpot.nn.tensor_product import CartesianTensorProduct
+from tensorpot.nn.tensor_product import NodeTensorProduct
 from tensorpot.tensors import product_paths
 
 
@@ -43,6 +43,10 @@ class PathSummation(nn.Module):
         )
         extra = math.sqrt(num_channels) if coupled else 1.0
         self.scales = [1.0 / (p * extra) for p in multiplicities]
+
+    def gathered(self, species: Tensor) -> list[Tensor]:
+        """Uncoupled weights of every node, scaled: ``[N, C, P_l]`` per rank."""
+        return [w[species] * scale for w, scale in zip(self.weights, self.scales)]
 
     def forward(self, t: list[Tensor], species: Tensor) -> list[Tensor]:
         out = []
@@ -89,7 +93,7 @@ class ProductBasis(nn.Module):
         for k in range(2, correlation + 1):
             target = max_rank if k < correlation else out_max_rank
             paths = product_paths(max_rank, max_rank, target, symmetric=symmetric and k == 2)
-            step = CartesianTensorProduct(paths, counts, target)
+            step = NodeTensorProduct(paths, counts, max_rank, target)
             counts = step.out_multiplicities
             steps.append(step)
             sums.append(
@@ -101,9 +105,14 @@ class ProductBasis(nn.Module):
 
     def forward(self, a: list[Tensor], species: Tensor) -> list[Tensor]:
         t = [a_l.unsqueeze(2) for a_l in a]  # T_1 = A, one slot per rank
+        a_flat = torch.cat(a, dim=-1)  # [N, C, (L+1)^2]
         basis = self.sums[0](t[: self.out_max_rank + 1], species)
-        for step, summation in zip(self.steps, self.sums[1:]):
-            t = step(t, a)
-            b_k = summation(t[: self.out_max_rank + 1], species)
+        for k, (step, summation) in enumerate(zip(self.steps, self.sums[1:])):
+            if k == len(self.steps) - 1 and not summation.coupled:
+                # last step: fold the path weights in, never materialise T_nu
+                b_k = step.weighted(t, a_flat, summation.gathered(species))
+            else:
+                t = step(t, a_flat)
+                b_k = summation(t[: self.out_max_rank + 1], species)
             basis = [b + c for b, c in zip(basis, b_k)]
         return basis

@@ -1,13 +1,10 @@
 """Channel-wise irreducible Cartesian tensor products of path-resolved features.
 
-One :class:`CartesianTensorProduct` evaluates every path ``(l1, l2) -> l3`` of a list
-(:func:`tensorpot.tensors.product_paths`) in compressed storage. Paths that share the input
-ranks ``(l1, l2)`` are stacked into one coupling matrix, so each pair costs one outer product and
-one matrix multiplication whatever the number of output ranks.
-
-Shapes: ``x[l1]`` is ``[M, C, P_l1, 2l1+1]`` (``P_l1`` path slots), ``y[l2]`` is
-``[M, C or 1, 2l2+1]``; the output ``out[l3]`` is ``[M, C, P_out_l3, 2l3+1]`` whose slots are
-ordered path by path (as listed), each path contributing ``P_l1`` slots.
+Every path ``(l1, l2) -> l3`` of a list (:func:`tensorpot.tensors.product_paths`) is evaluated
+in compressed storage with the coupling tensors of :func:`tensorpot.tensors.coupling_tensor`,
+stacked so that a whole product is a few large matrix products instead of one small operation
+per path: :class:`EdgeTensorProduct` for node features with edge harmonics (the convolution),
+:class:`NodeTensorProduct` for a product step of the product basis.
 """
 
 from __future__ import annotations
@@ -20,51 +17,103 @@ from torch import Tensor, nn
 from tensorpot.tensors import Path, coupling_tensor, path_multiplicities
 
 
-class CartesianTensorProduct(nn.Module):
-    """Evaluates a fixed list of product paths (ICTP Eq. (2)) on compressed features.
+class NodeTensorProduct(nn.Module):
+    r"""All paths of path-resolved node features with a channel-wise tensor (a product step).
+
+    For ``x[l1] [N, C, P_l1, 2l1+1]`` and ``a [N, C, D_a]`` (ranks ``0..max_l2`` concatenated),
+
+    .. math::  T[l_3][n, c, (p, s), k] = \sum_i x[l_1][n, c, s, i]
+        \sum_j a[n, c, j]\, K_p[i, j, k]
+
+    for every path ``p = (l1, l2) -> l3`` and every slot ``s`` of ``x[l1]``. The inner sum (``a``
+    with the couplings of all paths that share ``l1``) is one matrix product per ``l1``, done once
+    per node and channel whatever the number of slots; the outer one is a second product.
+    Output slots of rank ``l3`` are ordered path by path (as listed), ``P_l1`` slots each.
 
     Args:
-        paths: the paths, as from :func:`tensorpot.tensors.product_paths` (ordered by ``l3``,
-            then ``l1``, then ``l2``).
-        in_multiplicities: path slots ``P_l1`` carried by each rank of ``x``.
-        max_l3: largest output rank; every rank ``0..max_l3`` must be reached by a path.
+        paths: the paths, ordered by ``l3``, then ``l1``, then ``l2``.
+        in_multiplicities: slots ``P_l1`` of each rank of ``x``.
+        max_l2: largest rank of ``a``.
+        max_l3: largest output rank; every rank must be reached.
     """
 
-    def __init__(self, paths: Sequence[Path], in_multiplicities: Sequence[int], max_l3: int):
+    def __init__(
+        self, paths: Sequence[Path], in_multiplicities: Sequence[int], max_l2: int, max_l3: int
+    ):
         super().__init__()
         self.paths = [Path(*p) for p in paths if p.l1 < len(in_multiplicities)]
         self.max_l3 = max_l3
+        self.in_multiplicities = list(in_multiplicities)
         self.out_multiplicities = path_multiplicities(self.paths, in_multiplicities, max_l3)
         if min(self.out_multiplicities) == 0:
             raise ValueError(f"output ranks {self.out_multiplicities} not all reached")
-        pairs = sorted({(p.l1, p.l2) for p in self.paths})
-        self.pairs = pairs
-        self.pair_targets: list[list[int]] = []
-        for k, (l1, l2) in enumerate(pairs):
-            targets = [p.l3 for p in self.paths if (p.l1, p.l2) == (l1, l2)]
-            blocks = [coupling_tensor(l1, l2, l3).reshape(-1, 2 * l3 + 1) for l3 in targets]
-            self.register_buffer(f"coupling_{k}", torch.cat(blocks, dim=1))
-            self.pair_targets.append(targets)
-        # position of each path's block within its output rank, in the order of self.paths
-        self.order = [
-            [pairs.index((p.l1, p.l2)) for p in self.paths if p.l3 == l3]
-            for l3 in range(max_l3 + 1)
-        ]
+        offsets = [r * r for r in range(max_l2 + 2)]
+        self.ranks_l1 = sorted({p.l1 for p in self.paths})
+        self.columns: list[list[tuple[int, int, int]]] = []  # per l1: (path index, start, stop)
+        for k, l1 in enumerate(self.ranks_l1):
+            group = [(n, p) for n, p in enumerate(self.paths) if p.l1 == l1]
+            width = sum(2 * p.l3 + 1 for _, p in group)
+            big = torch.zeros((max_l2 + 1) ** 2, 2 * l1 + 1, width, dtype=torch.float64)
+            cols, q = [], 0
+            for n, p in group:
+                block = coupling_tensor(*p).permute(1, 0, 2)  # [2l2+1, 2l1+1, 2l3+1]
+                big[offsets[p.l2] : offsets[p.l2 + 1], :, q : q + 2 * p.l3 + 1] = block
+                cols.append((n, q, q + 2 * p.l3 + 1))
+                q += 2 * p.l3 + 1
+            self.register_buffer(f"coupling_{k}", big.reshape(big.shape[0], -1))
+            self.columns.append(cols)
+        # slot offset of every path inside its output rank
+        self.slot_offset, seen = [0] * len(self.paths), [0] * (max_l3 + 1)
+        for n, p in enumerate(self.paths):
+            self.slot_offset[n] = seen[p.l3]
+            seen[p.l3] += self.in_multiplicities[p.l1]
 
-    def forward(self, x: list[Tensor], y: list[Tensor]) -> list[Tensor]:
-        pieces: list[dict[int, Tensor]] = [{} for _ in range(self.max_l3 + 1)]
-        for k, (l1, l2) in enumerate(self.pairs):
-            a, b = x[l1], y[l2]  # [M, C, P, i], [M, C', j]
-            outer = a.unsqueeze(-1) * b[:, :, None, None, :]  # [M, C, P, i, j]
-            z = outer.flatten(-2) @ getattr(self, f"coupling_{k}")  # [M, C, P, sum(2 l3 + 1)]
-            for l3, block in zip(
-                self.pair_targets[k], z.split([2 * t + 1 for t in self.pair_targets[k]], dim=-1)
-            ):
-                pieces[l3][k] = block
-        return [
-            torch.cat([pieces[l3][k] for k in self.order[l3]], dim=2)
-            for l3 in range(self.max_l3 + 1)
-        ]
+    def _contract(self, x: list[Tensor], a: Tensor):
+        """Per ``l1``: ``z [N, C, P_l1, Q_l1] = x[l1] @ (a K)``."""
+        for k, l1 in enumerate(self.ranks_l1):
+            coupling = getattr(self, f"coupling_{k}")
+            ak = (a @ coupling).view(a.shape[0], a.shape[1], 2 * l1 + 1, -1)  # [N, C, i, Q]
+            yield k, l1, ak
+
+    def forward(self, x: list[Tensor], a: Tensor) -> list[Tensor]:
+        """``x[l1] [N, C, P_l1, 2l1+1]``, ``a [N, C, D_a]`` -> ``T[l3] [N, C, P_l3, 2l3+1]``."""
+        # groups run over l1 ascending and paths within a group by l2, which is the path order
+        pieces: list[list[Tensor]] = [[] for _ in range(self.max_l3 + 1)]
+        for k, l1, ak in self._contract(x, a):
+            z = x[l1] @ ak  # [N, C, P_l1, Q_l1]
+            for n, start, stop in self.columns[k]:
+                pieces[self.paths[n].l3].append(z[..., start:stop])
+        return [torch.cat(p, dim=2) for p in pieces]
+
+    def weighted(self, x: list[Tensor], a: Tensor, weights: list[Tensor]) -> list[Tensor]:
+        """``sum_s w[l3][n, c, s] T[l3][n, c, s, :]`` without materialising ``T``.
+
+        Args:
+            x: as in :meth:`forward`.
+            a: as in :meth:`forward`.
+            weights: ``w[l3] [N, C, P_l3]`` per output rank (the slot order of :meth:`forward`).
+
+        Returns:
+            ``[N, C, 2l3+1]`` per output rank.
+        """
+        out: list[Tensor | None] = [None] * (self.max_l3 + 1)
+        for k, l1, ak in self._contract(x, a):
+            slots = self.in_multiplicities[l1]
+            w = torch.stack(
+                [
+                    weights[self.paths[n].l3][
+                        ..., self.slot_offset[n] : self.slot_offset[n] + slots
+                    ]
+                    for n, _, _ in self.columns[k]
+                ],
+                dim=2,
+            )  # [N, C, paths of l1, P_l1]
+            z = (w @ x[l1]) @ ak  # [N, C, paths of l1, Q_l1]
+            for row, (n, start, stop) in enumerate(self.columns[k]):
+                l3 = self.paths[n].l3
+                term = z[:, :, row, start:stop]
+                out[l3] = term if out[l3] is None else out[l3] + term
+        return [t for t in out if t is not None]
 
 
 class EdgeTensorProduct(nn.Module):
@@ -117,9 +166,6 @@ class EdgeTensorProduct(nn.Module):
         self.register_buffer("coupling", big.permute(1, 0, 2).reshape(big.shape[1], -1))
         self.dim_x, self.num_columns = big.shape[0], total
         self.sizes = [p * (2 * r + 1) for r, p in enumerate(self.multiplicities)]
-        # path index of every output column, to expand per-path weights [.., P] to [.., Q]
-        path_of_column = [k for k, p in enumerate(self.paths) for _ in range(2 * p.l3 + 1)]
-        self.register_buffer("path_of_column", torch.tensor(path_of_column), persistent=False)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """``x [E, C, D_x]``, ``y [E, D_y]`` -> ``[E, C, Q]``."""

@@ -79,7 +79,7 @@ def _fsync_folder(folder: Path) -> None:
 def get_rng_state() -> dict[str, Any]:
     """Python, NumPy (legacy global) and torch CPU random states as tensors and plain lists."""
     version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (global)
     return {
         "python": {"version": version, "state": list(mt_state), "gauss": gauss},
         "numpy": {
@@ -99,7 +99,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     npy = state["numpy"]
     keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state(
+    np.random.set_state(  # noqa: NPY002 (restores the legacy global state)
         (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"])

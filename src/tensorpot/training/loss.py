@@ -92,10 +92,9 @@ def combine_terms(
         term is present).
     """
     terms = {name: s.total / max(s.count, 1) for name, s in sums.items()}
-    total = sum(
-        (getattr(loss_weights, name) * value for name, value in terms.items()),
-        start=torch.zeros(()),
-    )
+    if not terms:
+        return torch.zeros(()), terms
+    total = sum(getattr(loss_weights, name) * value for name, value in terms.items())
     return total, terms
 
 

@@ -1,0 +1,272 @@
+"""What :func:`tensorpot.training.train` sets up: data, model statistics, optimiser and state.
+
+- data: the training file (isolated-atom frames set apart for E0s), a validation file or a
+  seeded split, optional caps and test files, each turned into a :class:`GraphDataset`;
+- the model mapping: elements, E0s, average number of neighbours, scale and shift from the
+  training set unless the ``model`` mapping gives them;
+- AMSGrad Adam with weight decay only on the interaction's post-aggregation weights and the
+  product basis with its linear (ICTP spec 4.3, matched by parameter name), ReduceLROnPlateau,
+  EMA, and the stage-two switch;
+- the per-epoch CSV log and the optional TensorBoard writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from tensorpot.config import RunConfig
+from tensorpot.data.configuration import Configuration
+from tensorpot.data.dataset import GraphDataset
+from tensorpot.data.readers import read_configurations
+from tensorpot.data.split import split_train_valid, take_subset
+from tensorpot.data.statistics import (
+    is_isolated_atom,
+    mean_per_atom_residual_and_force_rms,
+    resolve_e0s,
+)
+from tensorpot.data.units import energy_factor
+from tensorpot.errors import ConfigError, DataError
+from tensorpot.models import Potential
+from tensorpot.models.build import validate_model_config
+from tensorpot.training.ema import ExponentialMovingAverage
+from tensorpot.training.loss import LossWeights
+
+logger = logging.getLogger("tensorpot.training")
+
+#: Parameters with weight decay: interaction post-aggregation weights, product basis + linear.
+DECAY_PARAMETERS = re.compile(r"^layers\.\d+\.(interaction\.post_weights|product|update)\.")
+_NPZ_KEYS = ("energy_unit", "energy_key", "forces_key")
+_EXTXYZ_KEYS = ("energy_key", "forces_key", "stress_key", "virials_key", "energy_unit")
+HISTORY_COLUMNS = (
+    "epoch", "stage", "lr", "train_loss", "valid_loss",
+    "valid_energy_rmse_meV_per_atom", "valid_forces_rmse_meV_per_A", "time_s",
+)  # fmt: skip
+
+
+def read_data_file(path: str, config: RunConfig) -> list[Configuration]:
+    """Read one data file with the run's keys (npz files get only the keys set explicitly)."""
+    if Path(path).suffix.lower() == ".npz":
+        keys = {k: getattr(config, k) for k in _NPZ_KEYS if k in config.model_fields_set}
+    else:
+        keys = {k: getattr(config, k) for k in _EXTXYZ_KEYS}
+    return read_configurations(path, **keys)
+
+
+@dataclass
+class RunData:
+    """The graphs of a run: training, validation and test sets, and the isolated atoms."""
+
+    train: GraphDataset
+    valid: GraphDataset
+    tests: dict[str, GraphDataset]
+    isolated: list[Configuration] = field(default_factory=list)
+
+    def check_elements(self, atomic_numbers: tuple[int, ...]) -> None:
+        """Raise DataError if a data set has an element the model does not know."""
+        known = set(atomic_numbers)
+        for name, dataset in {"train": self.train, "valid": self.valid, **self.tests}.items():
+            for config in dataset.configs:
+                extra = sorted(set(config.numbers.tolist()) - known)
+                if extra:
+                    raise config.error(
+                        f"{name} set: elements {extra} are not in the model's atomic_numbers "
+                        f"{list(atomic_numbers)}"
+                    )
+
+
+def _test_names(paths: list[str]) -> list[str]:
+    stems = [Path(p).stem for p in paths]
+    return [s if stems.count(s) == 1 else f"{s}_{k}" for k, s in enumerate(stems)]
+
+
+def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) -> RunData:
+    """Read, split, cap and graph the data of a run (cutoff from the model's ``r_max``)."""
+    factor = energy_factor(config.energy_unit)
+    if factor != 1.0:
+        logger.info("energies in %s: multiplied by %.10g to get eV", config.energy_unit, factor)
+    r_max = validate_model_config(model_config or config.model).r_max
+    everything = read_data_file(config.train_file, config)
+    isolated = [c for c in everything if is_isolated_atom(c)]
+    train = [c for c in everything if not is_isolated_atom(c)]
+    if isolated:
+        logger.info("%d isolated-atom frames set apart from the training set", len(isolated))
+    if config.valid_file is not None:
+        valid = read_data_file(config.valid_file, config)
+    else:
+        train, valid = split_train_valid(train, config.valid_fraction, config.seed)
+    if config.max_train_frames is not None and len(train) > config.max_train_frames:
+        train = take_subset(train, config.max_train_frames, config.seed)
+    if config.max_valid_frames is not None and len(valid) > config.max_valid_frames:
+        valid = take_subset(valid, config.max_valid_frames, config.seed)
+    if not train or not valid:
+        raise DataError("the training and the validation set must each have a structure")
+    tests = {
+        name: GraphDataset(read_data_file(path, config), r_max)
+        for name, path in zip(_test_names(config.test_files), config.test_files)
+    }
+    logger.info("%d training, %d validation structures", len(train), len(valid))
+    return RunData(GraphDataset(train, r_max), GraphDataset(valid, r_max), tests, isolated)
+
+
+def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
+    """The ``build_model`` mapping with elements, E0s and statistics filled in from the data."""
+    model = dict(config.model)
+    train = data.train.configs
+    if "atomic_numbers" not in model:
+        numbers = {int(z) for c in [*train, *data.isolated] for z in c.numbers}
+        model["atomic_numbers"] = sorted(numbers)
+    if "E0s" in model and config.E0s is not None:
+        raise ConfigError("E0s: given both as a run key and as model.E0s; give it once")
+    if "E0s" not in model:
+        e0s = resolve_e0s(config.E0s, [*train, *data.isolated], model["atomic_numbers"])
+        model["E0s"] = e0s
+        logger.info("E0s (eV): %s", e0s)
+    model.setdefault("seed", config.seed)
+    cfg = validate_model_config(model)
+    if config.compute_avg_num_neighbors and "avg_num_neighbors" not in model:
+        model["avg_num_neighbors"] = data.train.average_num_neighbors()
+    wants_shift = "atomic_inter_shift" not in model
+    wants_scale = "atomic_inter_scale" not in model
+    if config.compute_scale_shift and (wants_shift or wants_scale):
+        e0s = dict(zip(cfg.atomic_numbers, cfg.e0_list() or [0.0] * len(cfg.atomic_numbers)))
+        shift, scale = mean_per_atom_residual_and_force_rms(train, e0s)
+        if wants_shift:
+            model["atomic_inter_shift"] = shift
+        if wants_scale:
+            model["atomic_inter_scale"] = scale
+    logger.info(
+        "avg_num_neighbors %s, scale %s, shift %s",
+        *(model.get(k) for k in ("avg_num_neighbors", "atomic_inter_scale", "atomic_inter_shift")),
+    )
+    return validate_model_config(model).model_dump(mode="json")
+
+
+def loss_weights(config: RunConfig, stage_two: bool) -> LossWeights:
+    """The loss weights of the current training stage."""
+    energy = config.stage_two_energy_weight if stage_two else config.energy_weight
+    forces = config.stage_two_forces_weight if stage_two else config.forces_weight
+    return LossWeights(energy, forces, config.stress_weight, config.virials_weight)
+
+
+def parameter_groups(model: Potential, weight_decay: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: ``decay`` (see :data:`DECAY_PARAMETERS`) and ``no_decay``."""
+    decay, other = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if DECAY_PARAMETERS.match(name) else other).append(param)
+    groups = [
+        {"name": "decay", "params": decay, "weight_decay": weight_decay},
+        {"name": "no_decay", "params": other, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def plateau_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> ReduceLROnPlateau:
+    """ReduceLROnPlateau on the validation loss with the run's factor and patience."""
+    return ReduceLROnPlateau(optimizer, factor=config.lr_factor, patience=config.scheduler_patience)
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes during training and goes into a checkpoint."""
+
+    model: Potential
+    optimizer: torch.optim.Optimizer
+    scheduler: ReduceLROnPlateau
+    ema: ExponentialMovingAverage | None
+    config: RunConfig
+    epoch: int = 0
+    best_valid_loss: float = math.inf
+    stage_two: bool = False
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate (of the first parameter group)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def maybe_start_stage_two(self, epoch: int, config: RunConfig) -> None:
+        """Before ``epoch``: switch to the stage-two weights and lr once it is time.
+
+        The best validation loss is reset (stage-two losses are not comparable with stage
+        one's), and so is the plateau scheduler.
+        """
+        if self.stage_two or not config.stage_two or epoch <= config.stage_two_start:
+            return
+        logger.info("stage two from epoch %d: lr %g", epoch, config.stage_two_lr)
+        self.stage_two = True
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.stage_two_lr
+        self.scheduler = plateau_scheduler(self.optimizer, config)
+        self.best_valid_loss = math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint fields of this state (tensors and plain data)."""
+        return {
+            "epoch": self.epoch,
+            "best_valid_loss": float(self.best_valid_loss),
+            "stage_two": self.stage_two,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_config": self.model.config.model_dump(mode="json"),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+        }
+
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        """Restore from a checkpoint written from :meth:`state_dict`."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.ema is not None and checkpoint.get("ema") is not None:
+            self.ema.load_state_dict(checkpoint["ema"])
+        self.epoch = int(checkpoint["epoch"])
+        self.best_valid_loss = float(checkpoint["best_valid_loss"])
+        self.stage_two = bool(checkpoint["stage_two"])
+
+
+def make_state(model: Potential, config: RunConfig) -> TrainingState:
+    """A fresh training state: optimiser, scheduler and EMA for ``model``."""
+    optimizer = torch.optim.Adam(
+        parameter_groups(model, config.weight_decay), lr=config.lr, amsgrad=config.amsgrad
+    )
+    scheduler = plateau_scheduler(optimizer, config)
+    ema = ExponentialMovingAverage(model.parameters(), config.ema_decay) if config.ema else None
+    return TrainingState(model, optimizer, scheduler, ema, config)
+
+
+class History:
+    """The per-epoch CSV log; on resume, rows after the checkpoint's epoch are dropped."""
+
+    def __init__(self, path: Path, keep_epochs: int = 0):
+        self.path = Path(path)
+        rows = []
+        if keep_epochs > 0 and self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_epochs]
+        with open(self.path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, HISTORY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one epoch's row (missing columns stay empty)."""
+        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+            csv.DictWriter(handle, HISTORY_COLUMNS, extrasaction="ignore").writerow(row)
+
+
+def tensorboard_writer(folder: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` when ``torch.utils.tensorboard`` imports, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(folder))

@@ -1,0 +1,323 @@
+"""``train``: one training run from a :class:`~tensorpot.config.RunConfig`, resumable exactly.
+
+The run reads the data (:mod:`tensorpot.training.setup`), builds the model with statistics of
+the training set, and trains with AMSGrad Adam, ReduceLROnPlateau on the validation loss, an EMA
+of the weights and MACE's weighted loss (ICTP spec 4.2-4.3). Shuffling uses a generator seeded
+from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed run reaches the
+same weights as an uninterrupted one. The best validation model (EMA weights) is saved as
+``<output_dir>/<name>.model``; periodic checkpoints go to ``<output_dir>/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tensorpot.config import RunConfig, parse_run_config
+from tensorpot.data.batch import GraphBatch, Targets
+from tensorpot.data.dataset import GraphDataset, iterate_batches
+from tensorpot.errors import DataError, TensorPotError
+from tensorpot.evaluation.metrics import ErrorAccumulator, format_error_table, num_atoms_per_graph
+from tensorpot.models import Potential, Predictions, build_model, load_model, save_model
+from tensorpot.training.checkpoint import (
+    checkpoint_path,
+    get_rng_state,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    set_rng_state,
+)
+from tensorpot.training.loss import TermSums, combine_terms, loss_term_sums, weighted_loss
+from tensorpot.training.setup import (
+    History,
+    RunData,
+    TrainingState,
+    loss_weights,
+    make_state,
+    model_dict,
+    prepare_data,
+    tensorboard_writer,
+)
+
+__all__ = ["TrainResult", "evaluate", "train"]
+
+logger = logging.getLogger(__name__)
+
+#: Run keys that may change on resume without changing the training trajectory.
+_FREE_KEYS = {"max_num_epochs", "time_budget_minutes", "progress_bar", "test_files", "threads"}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run leaves behind.
+
+    Attributes:
+        model_path: the best-validation model (EMA weights).
+        best_valid_loss: its validation loss (weighted loss of the last training stage).
+        epochs_run: epochs trained in total (including those before a resume).
+        history_path: the per-epoch CSV log.
+        error_tables: ``{data set: {metric: value}}`` of the best model (meV units).
+        errors_path: the Markdown error table.
+    """
+
+    model_path: Path
+    best_valid_loss: float
+    epochs_run: int
+    history_path: Path
+    error_tables: dict[str, dict[str, float]]
+    errors_path: Path
+
+
+def train(config: RunConfig | dict, resume: bool = False) -> TrainResult:
+    """Train a model as ``config`` says; continue from the newest checkpoint when ``resume``.
+
+    Raises:
+        ConfigError: for a bad config.
+        DataError: for unusable data.
+        TensorPotError: when a fresh run would overwrite a model or checkpoints in
+            ``output_dir`` (pass ``resume=True`` to continue that run instead).
+    """
+    config = parse_run_config(config)
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _existing_checkpoint(config: RunConfig, resume: bool) -> Path | None:
+    """The checkpoint to resume from; refuses to start a fresh run over an earlier one."""
+    out = config.run_dir
+    model_path = out / f"{config.name}.model"
+    found = list_checkpoints(out / "checkpoints")
+    if not resume:
+        if model_path.exists() or found:
+            raise TensorPotError(
+                f"{out} already holds a model or checkpoints of a run named {config.name!r}: "
+                "resume it (--resume) or choose another output_dir or name"
+            )
+        return None
+    if not found and model_path.exists():
+        raise TensorPotError(
+            f"cannot resume: {out / 'checkpoints'} holds no checkpoint but {model_path} exists; "
+            "move it away to start afresh"
+        )
+    if not found:
+        logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
+        return None
+    return found[-1][1]
+
+
+def _warn_changes(config: RunConfig, checkpoint: dict) -> None:
+    """Log the run keys that differ from the checkpoint's (the model keeps its saved config)."""
+    saved, now = checkpoint.get("run_config", {}), config.model_dump(mode="json")
+    changed = sorted(k for k in now if k not in _FREE_KEYS and saved.get(k) != now[k])
+    if changed:
+        logger.warning(
+            "resuming with changed keys %s: the run may differ from the original", changed
+        )
+
+
+def _run(config: RunConfig, resume: bool) -> TrainResult:
+    start = time.monotonic()
+    out = config.run_dir
+    model_path = out / f"{config.name}.model"
+    latest = _existing_checkpoint(config, resume)
+    checkpoint = load_checkpoint(latest) if latest is not None else None
+    device = torch.device(config.device)
+    data = prepare_data(config, checkpoint["model_config"] if checkpoint else None)
+    cfg = checkpoint["model_config"] if checkpoint else model_dict(config, data)
+    model = build_model(cfg).to(device)
+    data.check_elements(model.atomic_numbers)
+    state = make_state(model, config)
+    if checkpoint is not None:
+        state.load(checkpoint)
+        set_rng_state(checkpoint["rng"])
+        _warn_changes(config, checkpoint)
+        logger.info("resuming %s after epoch %d", latest, state.epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    history = History(out / "log.csv", keep_epochs=state.epoch)
+    writer = tensorboard_writer(out / "tensorboard")
+    try:
+        _loop(state, data, config, history, writer, start)
+    finally:
+        if writer is not None:
+            writer.close()
+    tables = _final_errors(model_path, data, config, device)
+    errors_path = out / "errors.md"
+    text = format_error_table(tables)
+    errors_path.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return TrainResult(
+        model_path, state.best_valid_loss, state.epoch, history.path, tables, errors_path
+    )
+
+
+def _loop(
+    state: TrainingState,
+    data: RunData,
+    config: RunConfig,
+    history: History,
+    writer: object,
+    start: float,
+) -> None:
+    """Train epochs ``state.epoch + 1 .. max_num_epochs`` (or until the time budget is spent)."""
+    num_batches = math.ceil(len(data.train) / config.batch_size)
+    remaining = max(config.max_num_epochs - state.epoch, 0)
+    bar = tqdm(
+        total=remaining * num_batches,
+        desc=config.name,
+        unit="batch",
+        disable=not config.progress_bar,
+        dynamic_ncols=True,
+    )
+    with bar:
+        while state.epoch < config.max_num_epochs:
+            epoch = state.epoch + 1
+            tic = time.monotonic()
+            state.maybe_start_stage_two(epoch, config)
+            train_loss = _train_epoch(state, data.train, config, epoch, bar)
+            state.epoch = epoch
+            budget = config.time_budget_minutes
+            over = budget is not None and (time.monotonic() - start) / 60.0 >= budget
+            last = over or epoch == config.max_num_epochs
+            row = {"epoch": epoch, "lr": state.lr, "train_loss": train_loss}
+            if epoch % config.eval_interval == 0 or last:
+                row.update(_validate(state, data.valid, config, epoch))
+                bar.set_postfix(loss=f"{train_loss:.4g}", valid=f"{row['valid_loss']:.4g}")
+            row["stage"] = 2 if state.stage_two else 1
+            row["time_s"] = time.monotonic() - tic
+            history.append(row)
+            if writer is not None:
+                for key in ("lr", "train_loss", "valid_loss"):
+                    if key in row:
+                        writer.add_scalar(key, row[key], epoch)
+            if epoch % config.checkpoint_interval == 0 or last:
+                _save_checkpoint(state, config)
+            if over:
+                logger.info("time budget of %g min spent after epoch %d", budget, epoch)
+                break
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A shuffling seed for one epoch, a function of the run seed and the epoch only."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _on_device(
+    batch: GraphBatch, targets: Targets, weights: torch.Tensor, device: torch.device
+) -> tuple[GraphBatch, Targets, torch.Tensor]:
+    moved = Targets(*(None if t is None else t.to(device) for t in targets))
+    return batch.to(device), moved, weights.to(device)
+
+
+def _predict(model: Potential, batch: GraphBatch, targets: Targets) -> Predictions:
+    stress = targets.stress is not None or targets.virials is not None
+    return model(batch, compute_forces=targets.forces is not None, compute_stress=stress)
+
+
+def _train_epoch(
+    state: TrainingState, dataset: GraphDataset, config: RunConfig, epoch: int, bar: tqdm
+) -> float:
+    """One pass over the shuffled training set; returns the structure-weighted mean loss."""
+    model = state.model
+    model.train()
+    generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    weights = loss_weights(config, state.stage_two)
+    total, count = 0.0, 0
+    batches = iterate_batches(dataset, config.batch_size, True, generator, model.dtype)
+    for raw in batches:
+        batch, targets, w = _on_device(*raw, model.device)
+        state.optimizer.zero_grad(set_to_none=True)
+        pred = _predict(model, batch, targets)
+        num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
+        loss, terms = weighted_loss(pred, targets, w, num_atoms, batch.batch, weights)
+        if not terms:
+            raise DataError("a training batch has no energy, force, stress or virial labels")
+        loss.backward()
+        if config.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        state.optimizer.step()
+        if state.ema is not None:
+            state.ema.update()
+        total += float(loss.detach()) * batch.num_graphs
+        count += batch.num_graphs
+        bar.update(1)
+        bar.set_postfix(epoch=epoch, loss=f"{total / count:.4g}")
+    return total / max(count, 1)
+
+
+def evaluate(
+    model: Potential, dataset: GraphDataset, batch_size: int, config: RunConfig, stage_two: bool
+) -> tuple[float, dict[str, float]]:
+    """Weighted loss (data-set mean) and the error table of ``model`` on ``dataset``."""
+    model.eval()
+    sums: dict[str, TermSums] = {}
+    errors = ErrorAccumulator()
+    for raw in iterate_batches(dataset, batch_size, dtype=model.dtype):
+        batch, targets, w = _on_device(*raw, model.device)
+        raw_pred = _predict(model, batch, targets)
+        pred = Predictions(*(None if t is None else t.detach() for t in raw_pred))
+        num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
+        for name, term in loss_term_sums(pred, targets, w, num_atoms, batch.batch).items():
+            old = sums.get(name, TermSums(torch.zeros((), dtype=term.total.dtype), 0))
+            sums[name] = TermSums(old.total + term.total.cpu(), old.count + term.count)
+        errors.update(pred, targets, num_atoms)
+    loss, _ = combine_terms(sums, loss_weights(config, stage_two))
+    return float(loss), errors.table()
+
+
+def _validate(state: TrainingState, valid: GraphDataset, config: RunConfig, epoch: int) -> dict:
+    """Validate with the EMA weights, step the scheduler, keep the best model; a log row part."""
+    averaged = state.ema.average_parameters() if state.ema is not None else nullcontext()
+    with averaged:
+        loss, table = evaluate(state.model, valid, config.valid_batch_size, config, state.stage_two)
+    if epoch % config.eval_interval == 0:  # a forced last-epoch validation leaves the lr alone
+        state.scheduler.step(loss)
+    if loss < state.best_valid_loss:
+        state.best_valid_loss = loss
+        _save_best(state, config, epoch, loss)
+    return {
+        "valid_loss": loss,
+        "valid_energy_rmse_meV_per_atom": table.get("energy_rmse_per_atom", ""),
+        "valid_forces_rmse_meV_per_A": table.get("forces_rmse", ""),
+    }
+
+
+def _save_best(state: TrainingState, config: RunConfig, epoch: int, loss: float) -> None:
+    path = config.run_dir / f"{config.name}.model"
+    metadata = {"epoch": epoch, "valid_loss": loss, "name": config.name}
+    with state.ema.average_parameters() if state.ema is not None else nullcontext():
+        save_model(state.model, path, metadata=metadata, overwrite=True)
+
+
+def _save_checkpoint(state: TrainingState, config: RunConfig) -> None:
+    folder = config.run_dir / "checkpoints"
+    payload = state.state_dict()
+    payload["rng"] = get_rng_state()
+    payload["run_config"] = config.model_dump(mode="json")
+    path = save_checkpoint(checkpoint_path(folder, config.name, state.epoch), payload)
+    prune_checkpoints(folder, keep=path)
+
+
+def _final_errors(
+    model_path: Path, data: RunData, config: RunConfig, device: torch.device
+) -> dict[str, dict[str, float]]:
+    """Error tables of the saved best model on the validation and every test set."""
+    best = load_model(model_path, device=device)
+    sets = {"valid": data.valid, **data.tests}
+    return {
+        name: evaluate(best, dataset, config.valid_batch_size, config, False)[1]
+        for name, dataset in sets.items()
+    }
