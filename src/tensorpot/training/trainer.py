@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ def _loop(
         unit="batch",
         disable=not config.progress_bar,
         dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s
     )
     with bar:
         while state.epoch < config.max_num_epochs:
