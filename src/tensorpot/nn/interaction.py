@@ -91,20 +91,17 @@ class Interaction(nn.Module):
         """
         sc = self.self_connection(h, species)
         centre, neighbour = edge_index[0], edge_index[1]
-        x = torch.cat(self.pre_linear(h), dim=-1)[neighbour]  # [E, C, D_x]
-        messages = self.product(x, harmonics)  # [E, C, Q]
+        x = [h_l[neighbour] for h_l in self.pre_linear(h)]  # [E, C, 2l+1]
         radial = self.radial(radial_features).view(-1, self.num_channels, self.num_paths)
-        num_nodes, num_edges = h[0].shape[0], x.shape[0]
+        num_nodes = h[0].shape[0]
+        aggregated: list[list[Tensor]] = [[] for _ in self.counts]
+        for blocks, spec in zip(self.product(x, harmonics), self.product.blocks):
+            for m, (l3, count, first) in zip(blocks, spec):
+                m = m * radial[:, :, first : first + count].unsqueeze(-1)  # [E, C, P, 2l3+1]
+                agg = m.new_zeros((num_nodes,) + m.shape[1:]).index_add_(0, centre, m)
+                aggregated[l3].append(agg)
         out = []
-        for rank, (m_l, r_l, w, post) in enumerate(
-            zip(
-                messages.split(self.product.sizes, dim=-1),
-                radial.split(self.counts, dim=-1),
-                self.post_weights,
-                self.post_scales,
-            )
-        ):
-            m_l = m_l.view(num_edges, self.num_channels, -1, 2 * rank + 1) * r_l.unsqueeze(-1)
-            agg = m_l.new_zeros((num_nodes,) + m_l.shape[1:]).index_add_(0, centre, m_l)
+        for blocks, w, post in zip(aggregated, self.post_weights, self.post_scales):
+            agg = torch.cat(blocks, dim=2)  # [N, C, P_l3, 2l3+1], paths in the listed order
             out.append(torch.einsum("ncpm,cpd->ndm", agg, w) * post)  # [N, C_prod, 2l+1]
         return out, sc

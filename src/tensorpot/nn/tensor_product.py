@@ -117,18 +117,18 @@ class NodeTensorProduct(nn.Module):
 
 
 class EdgeTensorProduct(nn.Module):
-    r"""All paths ``(l1, l2) -> l3`` of node features with edge harmonics, as one batched matmul.
+    r"""All paths ``(l1, l2) -> l3`` of node features with edge harmonics (the convolution).
 
-    For channel-wise node features gathered on the edges, ``x [E, C, D_x]`` (ranks
-    ``0..max_l1`` concatenated, one slot each), and channel-free edge harmonics
-    ``y [E, D_y]``, the messages of every path are
+    For channel-wise node features gathered on the edges, ``x[l1] [E, C, 2l1+1]``, and
+    channel-free edge harmonics ``y [E, D_y]`` (ranks ``0..max_l2`` concatenated),
 
-    .. math::  m[e, c, q] = \sum_i x[e, c, i] \sum_j y[e, j]\, K[i, j, q]
+    .. math::  m[e, c, (p, k)] = \sum_i x[l_1][e, c, i] \sum_j y[e, j]\, K_p[i, j, k]
 
-    where ``K [D_x, D_y, Q]`` stacks the coupling tensors of all paths, times ``path_scale``.
-    The inner sum is channel-free and is done once per edge; the outer one is one ``bmm``.
-    The output columns ``q`` are ordered by ``l3``, then path (as listed), then component, so
-    that ``out.split(self.sizes, -1)[l3].view(E, C, P_l3, 2 l3 + 1)``.
+    times ``path_scale[l3]``, for every path ``p``. The inner sum is channel-free and done once
+    per edge; paths sharing ``l1`` are stacked, so each input rank costs one matrix product and
+    one batched matrix product. The output is one block ``[E, C, P, 2 l3 + 1]`` per pair
+    ``(l1, l3)`` (``self.blocks``), its ``P`` paths ordered by ``l2``: concatenating the blocks of
+    an ``l3`` over ``l1`` gives the paths in the listed order (``l3``, then ``l1``, then ``l2``).
 
     Args:
         paths: the paths, ordered by ``l3``, then ``l1``, then ``l2``.
@@ -151,23 +151,42 @@ class EdgeTensorProduct(nn.Module):
         self.multiplicities = path_multiplicities(self.paths, [1] * (max_l1 + 1), max_l3)
         if min(self.multiplicities) == 0:
             raise ValueError(f"output ranks {self.multiplicities} not all reached")
-        offsets_x = [r * r for r in range(max_l1 + 2)]
-        offsets_y = [r * r for r in range(max_l2 + 2)]
-        total = sum(2 * p.l3 + 1 for p in self.paths)
-        big = torch.zeros((max_l1 + 1) ** 2, (max_l2 + 1) ** 2, total, dtype=torch.float64)
-        q = 0
-        for p in self.paths:
-            scale = 1.0 if path_scale is None else path_scale[p.l3]
-            block = slice(q, q + 2 * p.l3 + 1)
-            rows = slice(offsets_x[p.l1], offsets_x[p.l1 + 1])
-            cols = slice(offsets_y[p.l2], offsets_y[p.l2 + 1])
-            big[rows, cols, block] = scale * coupling_tensor(*p)
-            q += 2 * p.l3 + 1
-        self.register_buffer("coupling", big.permute(1, 0, 2).reshape(big.shape[1], -1))
-        self.dim_x, self.num_columns = big.shape[0], total
-        self.sizes = [p * (2 * r + 1) for r, p in enumerate(self.multiplicities)]
+        offsets = [r * r for r in range(max_l2 + 2)]
+        self.ranks_l1 = sorted({p.l1 for p in self.paths})
+        #: per l1 group: the (l3, number of paths, first path index) of each output block
+        self.blocks: list[list[tuple[int, int, int]]] = []
+        for k, l1 in enumerate(self.ranks_l1):
+            group = [(n, p) for n, p in enumerate(self.paths) if p.l1 == l1]
+            group.sort(key=lambda t: (t[1].l3, t[1].l2))
+            width = sum(2 * p.l3 + 1 for _, p in group)
+            big = torch.zeros((max_l2 + 1) ** 2, 2 * l1 + 1, width, dtype=torch.float64)
+            q = 0
+            for _, p in group:
+                scale = 1.0 if path_scale is None else path_scale[p.l3]
+                block = scale * coupling_tensor(*p).permute(1, 0, 2)  # [2l2+1, 2l1+1, 2l3+1]
+                big[offsets[p.l2] : offsets[p.l2 + 1], :, q : q + 2 * p.l3 + 1] = block
+                q += 2 * p.l3 + 1
+            self.register_buffer(f"coupling_{k}", big.reshape(big.shape[0], -1))
+            l3s = sorted({p.l3 for _, p in group})
+            self.blocks.append(
+                [
+                    (l3, sum(p.l3 == l3 for _, p in group), min(n for n, p in group if p.l3 == l3))
+                    for l3 in l3s
+                ]
+            )
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """``x [E, C, D_x]``, ``y [E, D_y]`` -> ``[E, C, Q]``."""
-        yk = (y @ self.coupling).view(y.shape[0], self.dim_x, self.num_columns)  # [E, D_x, Q]
-        return torch.bmm(x, yk)
+    def forward(self, x: list[Tensor], y: Tensor) -> list[list[Tensor]]:
+        """``x[l1] [E, C, 2l1+1]``, ``y [E, D_y]`` -> per ``l1`` group, ``[E, C, P, 2l3+1]``."""
+        out = []
+        for k, l1 in enumerate(self.ranks_l1):
+            coupling = getattr(self, f"coupling_{k}")
+            yk = (y @ coupling).view(y.shape[0], 2 * l1 + 1, -1)  # [E, 2l1+1, Q_l1]
+            m = torch.bmm(x[l1], yk)  # [E, C, Q_l1]
+            sizes = [count * (2 * l3 + 1) for l3, count, _ in self.blocks[k]]
+            out.append(
+                [
+                    block.view(m.shape[0], m.shape[1], count, 2 * l3 + 1)
+                    for block, (l3, count, _) in zip(m.split(sizes, dim=-1), self.blocks[k])
+                ]
+            )
+        return out
