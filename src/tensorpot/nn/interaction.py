@@ -94,10 +94,13 @@ class Interaction(nn.Module):
         x = [h_l[neighbour] for h_l in self.pre_linear(h)]  # [E, C, 2l+1]
         radial = self.radial(radial_features).view(-1, self.num_channels, self.num_paths)
         num_nodes = h[0].shape[0]
+        # one split (not one slice per block) so that the backward pass is a single cat
+        firsts = sorted((first, count) for spec in self.product.blocks for _, count, first in spec)
+        chunks = dict(zip([f for f, _ in firsts], radial.split([c for _, c in firsts], dim=-1)))
         aggregated: list[list[Tensor]] = [[] for _ in self.counts]
         for blocks, spec in zip(self.product(x, harmonics), self.product.blocks):
-            for m, (l3, count, first) in zip(blocks, spec):
-                m = m * radial[:, :, first : first + count].unsqueeze(-1)  # [E, C, P, 2l3+1]
+            for m, (l3, _, first) in zip(blocks, spec):
+                m = m * chunks[first].unsqueeze(-1)  # [E, C, P, 2l3+1]
                 agg = m.new_zeros((num_nodes,) + m.shape[1:]).index_add_(0, centre, m)
                 aggregated[l3].append(agg)
         out = []

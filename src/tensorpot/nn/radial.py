@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from tensorpot.nn.activations import ScaledSiLU
+from tensorpot.nn.activations import SILU_NORM
 
 
 class BesselBasis(nn.Module):
@@ -75,23 +75,27 @@ class NormalizedLinear(nn.Module):
         self.scale = 1.0 / math.sqrt(in_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x @ self.weight) * self.scale
+        return x @ (self.weight * self.scale)  # scale the small weight, not the large output
 
 
 class RadialMLP(nn.Module):
     """The radial MLP ``[E, widths[0]] -> [E, widths[-1]]``: normalised linears and scaled SiLU.
 
-    No activation after the last layer (ICTP spec 3.3).
+    No activation after the last layer (ICTP spec 3.3). The SiLU normalisation constant is
+    folded into the next layer's weight, so no operation runs on the edge-sized activations
+    for it.
     """
 
     def __init__(self, widths: Sequence[int]):
         super().__init__()
-        layers: list[nn.Module] = []
-        for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(NormalizedLinear(a, b))
-            if k < len(widths) - 2:
-                layers.append(ScaledSiLU())
-        self.net = nn.Sequential(*layers)
+        self.layers = nn.ModuleList(
+            [NormalizedLinear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        for k, layer in enumerate(self.layers):
+            if k == 0:
+                x = layer(x)
+            else:
+                x = torch.nn.functional.silu(x) @ (layer.weight * (layer.scale * SILU_NORM))
+        return x
