@@ -202,6 +202,12 @@ class MaceRun:
         if usage is not None:
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
 
+    def kill(self) -> None:
+        """Stop the training run at once (for errors elsewhere)."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+
     def best_checkpoint(self) -> tuple[int, Path] | None:
         """The checkpoint MACE kept (its best validation epoch, 0-based), if any."""
         pattern = re.compile(rf"^{self.name}_run-{self.settings.seed}_epoch-(\d+)\.pt$")

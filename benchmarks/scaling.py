@@ -1,0 +1,167 @@
+"""The ICTP paper's scaling study (its Fig. 2 / Table A1) against MACE, on this machine.
+
+3BPA, batch 10, 8 channels, l_max = L (hidden and edge ranks), ICTP with the full product basis,
+MACE with its intermediate ranks capped at l_max (mace-torch's default), float64, energy +
+forces. Every grid point runs in its own process (so a model that cannot be built or runs out of
+memory skips that point, and says so): both models are timed there, interleaved, median of the
+repeats; peak memory is measured for each model in a further fresh process. Prints a Markdown
+table with the ratios tensorpot / MACE and writes the figure (time and memory against L and nu).
+
+    python benchmarks/scaling.py --max-L 4 --max-correlation 6 --figure docs/benchmarks/scaling.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import common
+
+
+def child(L: int, nu: int, args) -> None:
+    """Time both models at one grid point and print one JSON line."""
+    resource.setrlimit(resource.RLIMIT_AS, (args.memory_gib << 30, args.memory_gib << 30))
+    torch.set_num_threads(args.threads)
+    frames = common.load_frames(args.batch)
+    calls, notes = {}, {}
+    for name, build, call in [
+        ("ictp", common.ictp_model, common.ictp_call),
+        ("mace", common.build_mace, common.mace_call),
+    ]:
+        if name == "mace" and not common.mace_available():
+            notes[name] = "mace-torch not installed"
+            continue
+        try:
+            fn = call(build(args.channels, L, nu, L), frames)
+            fn()
+            calls[name] = fn
+        except Exception as err:  # a model that cannot be built or run here is skipped, and said so
+            notes[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"
+    times = common.time_interleaved(calls, args.repeats, warmup=1) if calls else {}
+    print(json.dumps({"times": times, "notes": notes}))
+
+
+def run_point(L: int, nu: int, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(L), str(nu)] + _shared(args)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return {"times": {}, "notes": {"all": f"over {args.timeout} s"}, "memory": {}}
+    except (IndexError, json.JSONDecodeError):
+        return {"times": {}, "notes": {"all": "crashed (out of memory?)"}, "memory": {}}
+    size = ["--channels", str(args.channels), "--max-L", str(L), "--correlation", str(nu),
+            "--max-ell", str(L), "--batch", str(args.batch),
+            "--threads", str(args.threads)]  # fmt: skip
+    result["memory"] = {}
+    for name in result["times"]:
+        try:
+            result["memory"][name] = common.peak_memory_mib([name, *size])
+        except subprocess.CalledProcessError:
+            result["memory"][name] = float("nan")
+    return result
+
+
+def _shared(args) -> list[str]:
+    return ["--channels", str(args.channels), "--batch", str(args.batch),
+            "--repeats", str(args.repeats), "--threads", str(args.threads),
+            "--memory-gib", str(args.memory_gib)]  # fmt: skip
+
+
+def table(results: dict, batch: int) -> str:
+    lines = [
+        "| L | nu | ICTP ms/structure | MACE ms/structure | time ICTP/MACE "
+        "| ICTP MiB | MACE MiB | memory ICTP/MACE | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (L, nu), r in sorted(results.items()):
+        t, m = r["times"], r["memory"]
+        ti = f"{1e3 * t['ictp'] / batch:.2f}" if "ictp" in t else "-"
+        tm = f"{1e3 * t['mace'] / batch:.2f}" if "mace" in t else "-"
+        rt = f"{t['ictp'] / t['mace']:.2f}" if {"ictp", "mace"} <= set(t) else "-"
+        mi = f"{m['ictp']:.0f}" if "ictp" in m else "-"
+        mm = f"{m['mace']:.0f}" if "mace" in m else "-"
+        rm = f"{m['ictp'] / m['mace']:.2f}" if {"ictp", "mace"} <= set(m) and m["mace"] > 0 else "-"
+        note = "; ".join(f"{k}: {v}" for k, v in r["notes"].items())
+        lines.append(f"| {L} | {nu} | {ti} | {tm} | {rt} | {mi} | {mm} | {rm} | {note} |")
+    return "\n".join(lines)
+
+
+def figure(results: dict, path: Path, batch: int, fixed_nu: int, fixed_L: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(9, 7))
+    for col, (axis_name, fixed, select) in enumerate(
+        [
+            ("L", f"nu = {fixed_nu}", lambda k: k[1] == fixed_nu),
+            ("nu", f"L = {fixed_L}", lambda k: k[0] == fixed_L),
+        ]  # fmt: skip
+    ):
+        keys = sorted(k for k in results if select(k))
+        for model, label in [("ictp", "tensorpot ICTP"), ("mace", "MACE")]:
+            xs = [k[col] for k in keys if model in results[k]["times"]]
+            ts = [
+                1e3 * results[k]["times"][model] / batch
+                for k in keys
+                if model in results[k]["times"]
+            ]
+            ms = [
+                results[k]["memory"].get(model, float("nan"))
+                for k in keys
+                if model in results[k]["times"]
+            ]
+            axes[0, col].plot(xs, ts, "o-", label=label)
+            axes[1, col].plot(xs, ms, "o-", label=label)
+        axes[0, col].set(
+            title=f"time against {axis_name} ({fixed})", ylabel="ms / structure", yscale="log"
+        )
+        axes[1, col].set(xlabel=axis_name, ylabel="peak memory (MiB)", yscale="log")
+        axes[0, col].legend()
+    fig.suptitle(f"3BPA, batch {batch}, 8 channels, float64, energy + forces")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=2, type=int, metavar=("L", "NU"), help=argparse.SUPPRESS)
+    parser.add_argument("--max-L", type=int, default=4)
+    parser.add_argument("--max-correlation", type=int, default=6)
+    parser.add_argument("--channels", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per grid point")
+    parser.add_argument("--memory-gib", type=int, default=16, help="address-space limit per point")
+    parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child, args)
+        return
+    results = {}
+    for L in range(args.max_L + 1):
+        for nu in range(1, args.max_correlation + 1):
+            results[(L, nu)] = run_point(L, nu, args)
+            print(f"L={L} nu={nu}: {results[(L, nu)]}", file=sys.stderr, flush=True)
+    text = table(results, args.batch)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    if args.figure:
+        figure(results, args.figure, args.batch, min(3, args.max_correlation), min(2, args.max_L))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,495 @@
+"""ICTP against MACE of the same size on three workloads: training, ASE MD, large fcc cells.
+
+Both models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= max_L, edge
+ranks <= max_ell, correlation nu, float64, untrained (speed does not depend on the weights).
+Times are medians over repeats interleaved in one process (ICTP, MACE, ICTP, MACE, ...), so
+only the ratios of one run mean much on a shared machine. Peak memory is the resident-set
+high-water mark (``common.reset_peak_rss`` before the call, ``common.peak_rss_mib`` after),
+measured for each model in its own fresh process.
+
+``--workload train``: one training step on a batch of 3BPA frames (forward, forces with
+``create_graph=True``, loss ``mean((dE/N)^2) + 10 mean(dF^2)``, backward to the parameters; no
+optimiser step, so the weights and every repeat stay the same) and the inference step
+(energy + forces) of the same models.
+
+``--workload md``: one ``VelocityVerlet`` step (0.5 fs) of one 3BPA molecule through
+``TensorPotCalculator`` and ``MACECalculator``; also the bare model call (energy + forces) on
+the starting geometry.
+
+``--workload fcc``: energy + forces + stress of periodic fcc Cu cells (a = 3.61 Å, cubic cell
+repeated n times, rattled by 0.02 Å), models with ``atomic_numbers [29]``; the neighbour list
+(graph and batch building) is timed separately. Every size runs in child processes, so a cell
+that does not fit in memory only ends its own child.
+
+    python benchmarks/workloads.py --workload train
+    python benchmarks/workloads.py --workload md
+    python benchmarks/workloads.py --workload fcc --sizes 3,4,6,8,10,14 --mace-max-atoms 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.build import bulk
+
+import common
+from tensorpot.calculators.ase import TensorPotCalculator
+from tensorpot.data.atoms import atoms_to_graph, collate
+
+ICTP = "tensorpot ICTP"
+MACE = "MACE"
+CU = [29]
+GB24_MIB = 24e9 / 2**20  # 24 GB (decimal) in MiB
+FORCE_WEIGHT = 10.0
+
+
+# ----------------------------------------------------------------------------- models, batches
+
+
+def ictp(args, elements: list[int]):
+    return common.ictp_model(
+        args.channels, args.max_L, args.correlation, args.max_ell, atomic_numbers=elements
+    )
+
+
+def mace(args, elements: list[int]):
+    """ScaleShiftMACE as in ``common.build_mace``, for any list of elements (float64)."""
+    import mace as _mace  # noqa: F401  (must come before e3nn)
+    from e3nn import o3
+    from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
+
+    channels = args.channels
+    hidden = "+".join(f"{channels}x{r}{'e' if r % 2 == 0 else 'o'}" for r in range(args.max_L + 1))
+    model = ScaleShiftMACE(
+        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=args.max_ell,
+        interaction_cls=RealAgnosticResidualInteractionBlock,
+        interaction_cls_first=RealAgnosticResidualInteractionBlock,
+        num_interactions=2, num_elements=len(elements), hidden_irreps=o3.Irreps(hidden),
+        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.zeros(len(elements)),
+        avg_num_neighbors=15.0, atomic_numbers=elements, correlation=args.correlation,
+        gate=torch.nn.functional.silu, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
+    )  # fmt: skip
+    return model.to(torch.float64).eval()
+
+
+def ictp_batch(frames: list[Atoms], r_max: float = 5.0):
+    return collate([atoms_to_graph(a, r_max) for a in frames], dtype=torch.float64)
+
+
+def mace_batch(frames: list[Atoms], elements: list[int]) -> dict:
+    """MACE's batch dict of ``frames`` (its own neighbour list), floats cast to float64."""
+    from mace import data as mace_data
+    from mace.tools import AtomicNumberTable, torch_geometric
+
+    table = AtomicNumberTable(elements)
+    data = [
+        mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=table, cutoff=5.0)
+        for a in frames
+    ]
+    batch = next(iter(torch_geometric.dataloader.DataLoader(data, batch_size=len(data))))
+    return {
+        k: (v.to(torch.float64) if torch.is_tensor(v) and v.is_floating_point() else v)
+        for k, v in batch.to_dict().items()
+    }
+
+
+def _clear_input_grads(tensors) -> None:
+    for t in tensors:
+        if torch.is_tensor(t) and t.grad is not None:
+            t.grad = None
+
+
+def _reference(frames: list[Atoms]):
+    energy = torch.tensor([a.get_potential_energy() for a in frames], dtype=torch.float64)
+    forces = torch.cat([torch.as_tensor(a.get_forces(), dtype=torch.float64) for a in frames])
+    atoms = torch.tensor([len(a) for a in frames], dtype=torch.float64)
+    return energy, forces, atoms
+
+
+def _loss(energy: torch.Tensor, forces: torch.Tensor, reference) -> torch.Tensor:
+    e_ref, f_ref, atoms = reference
+    return (((energy - e_ref) / atoms) ** 2).mean() + FORCE_WEIGHT * ((forces - f_ref) ** 2).mean()
+
+
+def ictp_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
+    """ICTP in train mode: ``model(batch)`` takes forces with ``create_graph=True``."""
+    model = ictp(args, common.ELEMENTS).train()
+    batch = ictp_batch(frames)
+    reference = _reference(frames)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        _clear_input_grads(batch)
+        out = model(batch, compute_forces=True)
+        loss = _loss(out.energy, out.forces, reference)
+        loss.backward()
+        return loss.detach()
+
+    run.model = model
+    return run
+
+
+def mace_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
+    """MACE: ``model(batch, training=True, compute_force=True)`` then ``loss.backward()``."""
+    model = mace(args, common.ELEMENTS).train()
+    batch = mace_batch(frames, common.ELEMENTS)
+    reference = _reference(frames)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        _clear_input_grads(batch.values())
+        out = model(batch, training=True, compute_force=True)
+        loss = _loss(out["energy"], out["forces"], reference)
+        loss.backward()
+        return loss.detach()
+
+    run.model = model
+    return run
+
+
+def fcc_atoms(n: int) -> Atoms:
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n)
+    atoms.rattle(stdev=0.02, seed=0)
+    return atoms
+
+
+def ictp_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
+    model = ictp(args, CU)
+    batch = ictp_batch([atoms], model.r_max)
+
+    def run():
+        out = model(batch, compute_forces=True, compute_stress=True)
+        return out.stress
+
+    return run
+
+
+def mace_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
+    model = mace(args, CU)
+    batch = mace_batch([atoms], CU)
+
+    def run():
+        return model(batch, compute_force=True, compute_stress=True)["stress"]
+
+    return run
+
+
+def make_case(args, case: str) -> Callable:
+    """The callable of one named case (used by the memory child)."""
+    if case.startswith("fcc-"):
+        atoms = fcc_atoms(args.n)
+        return ictp_fcc_call(args, atoms) if case == "fcc-ictp" else mace_fcc_call(args, atoms)
+    frames = common.load_frames(args.batch)
+    if case == "train-ictp":
+        return ictp_train_step(args, frames)
+    if case == "train-mace":
+        return mace_train_step(args, frames)
+    if case == "infer-ictp":
+        return common.ictp_call(ictp(args, common.ELEMENTS), frames)
+    if case == "infer-mace":
+        return common.mace_call(mace(args, common.ELEMENTS), frames)
+    raise ValueError(f"unknown case {case}")
+
+
+# ----------------------------------------------------------------------------- child processes
+
+
+def _child_args(args) -> list[str]:
+    return [
+        "--channels", str(args.channels), "--max-L", str(args.max_L),
+        "--max-ell", str(args.max_ell), "--correlation", str(args.correlation),
+        "--batch", str(args.batch), "--threads", str(args.threads),
+        "--repeats", str(args.repeats), "--large-repeats", str(args.large_repeats),
+        "--large-atoms", str(args.large_atoms), "--mace-max-atoms", str(args.mace_max_atoms),
+    ]  # fmt: skip
+
+
+def run_child(args, *extra: str) -> dict:
+    """Run this script as a child; its last stdout line is JSON. A killed child gives
+    ``{"failed": "..."}`` (for example out of memory)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *_child_args(args), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or [""]
+        return {"failed": f"exit {proc.returncode}: {tail[0][:120]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def memory_child(args) -> None:
+    call = make_case(args, args.case)
+    call()  # first call: lazily built tables, not counted in the call's peak
+    lifetime = common.peak_rss_mib()  # high-water mark of the process so far (incl. 1st call)
+    before = common.reset_peak_rss()
+    call()
+    peak = common.peak_rss_mib()
+    print(json.dumps({"before": before, "peak": peak, "process_peak": max(peak, lifetime)}))
+
+
+def fcc_time_child(args) -> None:
+    atoms = fcc_atoms(args.n)
+    natoms = len(atoms)
+    with_mace = natoms <= args.mace_max_atoms and common.mace_available()
+    large = natoms > args.large_atoms
+    repeats = args.large_repeats if large else args.repeats
+    warmup = 1 if large else 2
+    nl_calls = {ICTP: lambda: ictp_batch([atoms])}
+    if with_mace:
+        nl_calls[MACE] = lambda: mace_batch([atoms], CU)
+    nl = common.time_interleaved(nl_calls, repeats, warmup=1)
+    calls = {ICTP: ictp_fcc_call(args, atoms)}
+    edges = {ICTP: ictp_batch([atoms]).edge_index.shape[1]}
+    if with_mace:
+        calls[MACE] = mace_fcc_call(args, atoms)
+        edges[MACE] = int(mace_batch([atoms], CU)["edge_index"].shape[1])
+    times = common.time_interleaved(calls, repeats, warmup=warmup)
+    print(json.dumps({"atoms": natoms, "edges": edges, "nl": nl, "model": times,
+                      "repeats": repeats}))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def header(args, what: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"C={args.channels}, max_L={args.max_L}, max_ell={args.max_ell}, nu={args.correlation}, "
+        f"float64, {args.threads} threads, {what}; {cpu}, torch {torch.__version__}"
+    )
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "–"
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def workload_train(args) -> None:
+    frames = common.load_frames(args.batch)
+    has_mace = common.mace_available()
+    train_i = ictp_train_step(args, frames)
+    calls = {("train", ICTP): train_i}
+    calls[("infer", ICTP)] = common.ictp_call(ictp(args, common.ELEMENTS), frames)
+    if has_mace:
+        train_m = mace_train_step(args, frames)
+        calls[("train", MACE)] = train_m
+        calls[("infer", MACE)] = common.mace_call(mace(args, common.ELEMENTS), frames)
+    for key in [k for k in calls if k[0] == "train"]:  # the step must reach every parameter
+        calls[key]()
+        params = [p for p in calls[key].model.parameters() if p.requires_grad]
+        reached = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params)
+        print(f"{key[1]}: {reached}/{len(params)} parameter tensors get a non-zero gradient")
+    times = common.time_interleaved(calls, args.repeats)
+    memory = {}
+    for step, name in calls:
+        peer = "ictp" if name == ICTP else "mace"
+        memory[(step, name)] = run_child(args, "--child", "memory", "--case", f"{step}-{peer}")
+    atoms = sum(len(a) for a in frames)
+    print(f"\n3BPA, batch {args.batch} ({atoms} atoms), " + header(args, "median of "
+          f"{args.repeats} interleaved repeats") + "\n")  # fmt: skip
+    print("| step | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE "
+          "| ICTP peak extra (MiB) | MACE peak extra (MiB) | memory ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    labels = {
+        "train": "training step: E + F (create_graph), loss, backward",
+        "infer": "inference: E + F",
+    }
+    for step, label in labels.items():
+        ti, tm = times.get((step, ICTP)), times.get((step, MACE))
+        mi, mm = (_extra(memory.get((step, n))) for n in (ICTP, MACE))
+        print(f"| {label} | {_fmt(ti and 1e3 * ti)} | {_fmt(tm and 1e3 * tm)} | {_ratio(ti, tm)} "
+              f"| {_fmt(mi)} | {_fmt(mm)} | {_ratio(mi, mm)} |")  # fmt: skip
+    print(
+        "\nms per step of the whole batch; peak extra = RSS high-water mark during one call "
+        "minus the RSS before it, in a fresh process after one warm-up call."
+    )
+
+
+def _extra(mem: dict | None) -> float | None:
+    if mem is None or "failed" in mem:
+        return None
+    return mem["peak"] - mem["before"]
+
+
+def workload_md(args) -> None:
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    start = common.load_frames(1)[0]
+    start = Atoms(start.numbers, start.positions, cell=start.cell, pbc=start.pbc)
+
+    def dynamics(calc):
+        atoms = start.copy()
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+        Stationary(atoms)
+        atoms.calc = calc
+        return atoms, VelocityVerlet(atoms, timestep=0.5 * units.fs)
+
+    ictp_model = ictp(args, common.ELEMENTS)
+    systems = {ICTP: dynamics(TensorPotCalculator(model=ictp_model))}
+    bare = {f"{ICTP} bare": common.ictp_call(ictp_model, [start])}
+    dtype_note = ""
+    if common.mace_available():
+        from mace.calculators import MACECalculator
+
+        mace_model = mace(args, common.ELEMENTS)
+        before = torch.get_default_dtype()
+        calc = MACECalculator(models=mace_model, device="cpu", default_dtype="float64")
+        after = torch.get_default_dtype()
+        if after != before:  # restore what MACECalculator changed globally
+            torch.set_default_dtype(before)
+        dtype_note = f"torch default dtype before MACECalculator {before}, after {after}" + (
+            f", restored to {before}" if after != before else " (unchanged)"
+        )
+        systems[MACE] = dynamics(calc)
+        bare[f"{MACE} bare"] = common.mace_call(mace_model, [start])
+    calls = {name: (lambda dyn=dyn: dyn.run(1)) for name, (_, dyn) in systems.items()}
+    times = common.time_interleaved({**calls, **bare}, args.md_steps, warmup=args.md_warmup)
+    steps = args.md_warmup + args.md_steps
+    print(f"\n3BPA molecule ({len(start)} atoms), VelocityVerlet 0.5 fs, 300 K start, "
+          + header(args, f"median of {args.md_steps} steps after {args.md_warmup} warm-up "
+                   "steps, interleaved") + "\n")  # fmt: skip
+    print("| | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE |")
+    print("|---|---|---|---|")
+    ti, tm = times[ICTP], times.get(MACE)
+    print(
+        f"| MD step (ASE calculator) | {1e3 * ti:.2f} | {_fmt(tm and 1e3 * tm, '.2f')} "
+        f"| {_ratio(ti, tm)} |"
+    )
+    bi, bm = times[f"{ICTP} bare"], times.get(f"{MACE} bare")
+    print(
+        f"| bare model call, E + F | {1e3 * bi:.2f} | {_fmt(bm and 1e3 * bm, '.2f')} "
+        f"| {_ratio(bi, bm)} |"
+    )
+    print()
+    for name, (atoms, _) in systems.items():
+        shift = np.linalg.norm(atoms.positions - start.positions, axis=1).max()
+        edges0 = atoms_to_graph(start, 5.0).num_edges
+        edges1 = atoms_to_graph(atoms, 5.0).num_edges
+        fmax = np.linalg.norm(atoms.get_forces(), axis=1).max()
+        print(
+            f"{name}: {steps} steps run, largest displacement {shift:.3f} Å, edges "
+            f"{edges0} -> {edges1}, max |F| at the end {fmax:.2f} eV/Å"
+        )
+    if dtype_note:
+        print(dtype_note + f"; after the MD steps: {torch.get_default_dtype()}")
+        print(
+            "MACECalculator (model_type MACE) always computes stress as well; "
+            "TensorPotCalculator only for periodic cells (here: energy + forces)."
+        )
+
+
+def workload_fcc(args) -> None:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    for n in sizes:
+        natoms = 4 * n**3
+        print(f"fcc n={n} ({natoms} atoms): timing ...", file=sys.stderr, flush=True)
+        timing = run_child(args, "--child", "fcc-time", "--n", str(n))
+        mem = {}
+        print(f"fcc n={n}: memory ...", file=sys.stderr, flush=True)
+        mem[ICTP] = run_child(args, "--child", "memory", "--case", "fcc-ictp", "--n", str(n))
+        if natoms <= args.mace_max_atoms and common.mace_available():
+            mem[MACE] = run_child(args, "--child", "memory", "--case", "fcc-mace", "--n", str(n))
+        rows.append((n, natoms, timing, mem))
+        print(f"fcc n={n}: {json.dumps(timing)} {json.dumps(mem)}", file=sys.stderr, flush=True)
+    print("\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, "
+          + header(args, f"median of {args.repeats} interleaved repeats "
+                   f"({args.large_repeats} above {args.large_atoms} atoms)") + "\n")  # fmt: skip
+    print("| n | atoms | edges | NL ICTP (µs/atom) | NL MACE (µs/atom) | ICTP (µs/atom) "
+          "| MACE (µs/atom) | ratio tensorpot / MACE | ICTP peak RSS (MiB) "
+          "| ICTP extra (MiB) | MACE peak RSS (MiB) | MACE extra (MiB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    skipped = []
+    for n, natoms, timing, mem in rows:
+        if "failed" in timing:
+            print(f"| {n} | {natoms} | – | – | – | {timing['failed']} | | | | | | |")
+            continue
+        us = {k: 1e6 * v / natoms for k, v in timing["model"].items()}
+        nl = {k: 1e6 * v / natoms for k, v in timing["nl"].items()}
+        if MACE not in us:
+            skipped.append(natoms)
+        mi, mm = mem.get(ICTP), mem.get(MACE)
+        print(f"| {n} | {natoms} | {timing['edges'][ICTP]} | {nl[ICTP]:.1f} "
+              f"| {_fmt(nl.get(MACE))} | {us[ICTP]:.1f} | {_fmt(us.get(MACE))} "
+              f"| {_ratio(us[ICTP], us.get(MACE))} | {_peak(mi)} | {_fmt(_extra(mi), '.0f')} "
+              f"| {_peak(mm)} | {_fmt(_extra(mm), '.0f')} |")  # fmt: skip
+        if MACE in timing["edges"] and timing["edges"][MACE] != timing["edges"][ICTP]:
+            print(f"(n={n}: MACE's graph has {timing['edges'][MACE]} edges)")
+    print("\nNL = neighbour list and batch building (tensorpot: atoms_to_graph + collate; MACE: "
+          "AtomicData.from_config + DataLoader), not included in the model times. Peak RSS = "
+          "high-water mark of a fresh process over its life (model, graph, a warm-up call and "
+          "the measured call); extra = high-water mark during the measured call minus the RSS "
+          "before it.")  # fmt: skip
+    if skipped:
+        print(
+            f"MACE skipped for {', '.join(map(str, skipped))} atoms "
+            f"(--mace-max-atoms {args.mace_max_atoms})."
+        )
+    n, natoms, _, mem = rows[-1]
+    if ICTP in mem and "failed" not in mem[ICTP]:
+        peak = mem[ICTP]["process_peak"]
+        verdict = "fits" if peak < GB24_MIB else "does NOT fit"
+        print(
+            f"Largest cell ({natoms} atoms), ICTP E + F + S: process peak RSS {peak:.0f} MiB "
+            f"= {peak * 2**20 / 1e9:.2f} GB: {verdict} in 24 GB."
+        )
+    elif ICTP in mem:
+        print(f"Largest cell ({natoms} atoms), ICTP: {mem[ICTP]['failed']}")
+
+
+def _peak(mem: dict | None) -> str:
+    if mem is None:
+        return "–"
+    if "failed" in mem:
+        return mem["failed"]
+    return f"{mem['process_peak']:.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=["train", "md", "fcc"], default="train")
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--max-L", type=int, default=2)
+    parser.add_argument("--max-ell", type=int, default=3)
+    parser.add_argument("--correlation", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=10, help="3BPA frames per training step")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--md-steps", type=int, default=20, help="timed MD steps")
+    parser.add_argument("--md-warmup", type=int, default=3, help="MD steps before timing")
+    parser.add_argument("--sizes", default="3,4,6,8,10,14", help="fcc repeats n (4 n^3 atoms)")
+    parser.add_argument("--mace-max-atoms", type=int, default=4000,
+                        help="fcc: run MACE only up to this many atoms")  # fmt: skip
+    parser.add_argument("--large-atoms", type=int, default=2000,
+                        help="fcc: above this many atoms use --large-repeats")  # fmt: skip
+    parser.add_argument("--large-repeats", type=int, default=3)
+    parser.add_argument("--child", choices=["memory", "fcc-time"], help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child == "memory":
+        memory_child(args)
+    elif args.child == "fcc-time":
+        fcc_time_child(args)
+    elif args.workload == "train":
+        workload_train(args)
+    elif args.workload == "md":
+        workload_md(args)
+    else:
+        workload_fcc(args)
+
+
+if __name__ == "__main__":
+    main()
