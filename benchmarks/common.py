@@ -1,144 +1,15 @@
-"""Shared pieces of the benchmarks: data, the peer models, interleaved timing, peak memory.
+"""The benchmarks' shared pieces live in the package (``tensorpot.benchmarking.peers``)."""
 
-The peers are optional (``pip install -c constraints.txt -e ".[bench]"``). mace-torch pins e3nn
-0.4.4, which imports under torch 2.13 only after ``import mace``, so MACE is always imported
-through :func:`build_mace`. No global torch state is changed: MACE is cast to float64 after it is
-built, and its batch is cast explicitly.
-"""
-
-from __future__ import annotations
-
-import json
-import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-
-import ase.io
-import numpy as np
-import torch
-
-import tensorpot
-from tensorpot.data.atoms import atoms_to_graph, collate
-
-REPO = Path(__file__).resolve().parents[1]
-FRAMES_3BPA = REPO / "data" / "3bpa" / "test_300K_first200.xyz"
-ELEMENTS = [1, 6, 7, 8]
-
-
-def load_frames(count: int, path: Path = FRAMES_3BPA) -> list:
-    return ase.io.read(path, index=f":{count}")
-
-
-def ictp_model(channels: int, max_L: int, correlation: int, max_ell: int = 3, **extra):
-    config = {
-        "model": "ictp", "r_max": 5.0, "num_channels": channels, "max_L": max_L,
-        "max_ell": max_ell, "correlation": correlation, "product_basis": "full",
-        "atomic_numbers": ELEMENTS, "avg_num_neighbors": 15.0, "dtype": "float64", **extra,
-    }  # fmt: skip
-    return tensorpot.build_model(config).eval()
-
-
-def ictp_call(model, frames) -> Callable[[], torch.Tensor]:
-    batch = collate([atoms_to_graph(a, model.r_max) for a in frames], dtype=model.dtype)
-
-    def run():
-        out = model(batch.to(dtype=model.dtype), compute_forces=True)
-        return out.forces
-
-    return run
-
-
-def mace_available() -> bool:
-    try:
-        import mace  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def build_mace(channels: int, max_L: int, correlation: int, max_ell: int = 3):
-    """MACE (mace-torch ScaleShiftMACE) of the given size, float64, intermediate ranks capped."""
-    import mace  # noqa: F401  (must come before e3nn)
-    from e3nn import o3
-    from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
-
-    hidden = "+".join(f"{channels}x{r}{'e' if r % 2 == 0 else 'o'}" for r in range(max_L + 1))
-    model = ScaleShiftMACE(
-        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=max_ell,
-        interaction_cls=RealAgnosticResidualInteractionBlock,
-        interaction_cls_first=RealAgnosticResidualInteractionBlock,
-        num_interactions=2, num_elements=len(ELEMENTS), hidden_irreps=o3.Irreps(hidden),
-        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.zeros(len(ELEMENTS)),
-        avg_num_neighbors=15.0, atomic_numbers=ELEMENTS, correlation=correlation,
-        gate=torch.nn.functional.silu, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
-    )  # fmt: skip
-    return model.to(torch.float64).eval()
-
-
-def mace_call(model, frames) -> Callable[[], torch.Tensor]:
-    from mace import data as mace_data
-    from mace.tools import AtomicNumberTable, torch_geometric
-
-    table = AtomicNumberTable(ELEMENTS)
-    data = [
-        mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=table, cutoff=5.0)
-        for a in frames
-    ]
-    batch = next(iter(torch_geometric.dataloader.DataLoader(data, batch_size=len(data))))
-    batch = {
-        k: (v.to(torch.float64) if torch.is_tensor(v) and v.is_floating_point() else v)
-        for k, v in batch.to_dict().items()
-    }
-
-    def run():
-        return model(batch, compute_force=True)["forces"]
-
-    return run
-
-
-def time_interleaved(calls: dict[str, Callable], repeats: int, warmup: int = 2) -> dict:
-    """Median seconds per call of each function, calls interleaved so machine drift cancels."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
-def peak_memory_mib(args: list[str]) -> float:
-    """Peak extra resident memory (MiB) of one model's calls, measured in a fresh process.
-
-    The child script (``memory_child.py``) builds the model and the batch, resets the kernel's
-    peak-RSS mark, runs the calls, and prints the peak minus the resident memory before them.
-    """
-    child = Path(__file__).with_name("memory_child.py")
-    out = subprocess.run(
-        [sys.executable, str(child), *args], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
-
-
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return float(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak_rss() -> float:
-    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5); return the current RSS (MiB)."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mib("VmRSS")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory since the last :func:`reset_peak_rss` (MiB)."""
-    return _status_mib("VmHWM")
+from tensorpot.benchmarking.peers import *  # noqa: F403
+from tensorpot.benchmarking.peers import (  # noqa: F401
+    build_mace,
+    ictp_call,
+    ictp_model,
+    load_frames,
+    mace_available,
+    mace_call,
+    peak_memory_mib,
+    peak_rss_mib,
+    reset_peak_rss,
+    time_interleaved,
+)

@@ -262,7 +262,7 @@ def header(args, what: str) -> str:
     cpu = platform.processor() or platform.machine()
     return (
         f"C={args.channels}, max_L={args.max_L}, max_ell={args.max_ell}, nu={args.correlation}, "
-        f"float64, {args.threads} threads, {what}; {cpu}, torch {torch.__version__}"
+        f"float64, threads={args.threads}, {what}; {cpu}, torch {torch.__version__}"
     )
 
 
@@ -322,16 +322,19 @@ def _extra(mem: dict | None) -> float | None:
 
 
 def workload_md(args) -> None:
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as vd
     from ase.md.verlet import VelocityVerlet
+
+    # ase >= 3.29 names it thermalize_momenta (MaxwellBoltzmannDistribution is deprecated)
+    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
 
     start = common.load_frames(1)[0]
     start = Atoms(start.numbers, start.positions, cell=start.cell, pbc=start.pbc)
 
     def dynamics(calc):
         atoms = start.copy()
-        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-        Stationary(atoms)
+        thermalize(atoms, temperature_K=300, rng=np.random.default_rng(0))
+        vd.Stationary(atoms)
         atoms.calc = calc
         return atoms, VelocityVerlet(atoms, timestep=0.5 * units.fs)
 
@@ -465,7 +468,7 @@ def main() -> None:
     parser.add_argument("--correlation", type=int, default=3)
     parser.add_argument("--batch", type=int, default=10, help="3BPA frames per training step")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--md-steps", type=int, default=20, help="timed MD steps")
     parser.add_argument("--md-warmup", type=int, default=3, help="MD steps before timing")
     parser.add_argument("--sizes", default="3,4,6,8,10,14", help="fcc repeats n (4 n^3 atoms)")

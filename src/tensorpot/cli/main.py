@@ -77,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--log", required=True, help="CSV log written by the trainer")
     plot.add_argument("--out", required=True, help="PNG file to write")
     plot.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        allow_abbrev=False,
+        help="time and memory of ICTP against MACE of the same size",
+        description="Energy + forces on 3BPA frames, interleaved with MACE (mace-torch).",
+    )
+    for flag, default in [("--channels", 8), ("--max-L", 2), ("--max-ell", 3),
+                          ("--correlation", 3), ("--batch", 10), ("--repeats", 15),
+                          ("--threads", 2)]:  # fmt: skip
+        bench.add_argument(flag, type=_positive_int if flag != "--max-L" else int, default=default)
+    bench.add_argument("--data", default=None, help="extxyz frames (default: bundled 3BPA)")
     return parser
 
 
@@ -138,7 +151,15 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "eval": _eval, "plot": _plot}
+def _bench(args: argparse.Namespace) -> int:
+    from tensorpot.benchmarking.compare import compare_with_mace
+
+    print(compare_with_mace(args.channels, args.max_L, args.max_ell, args.correlation,
+                            args.batch, args.repeats, args.threads, args.data))  # fmt: skip
+    return 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Child process of ``common.peak_memory_mib``: one model, peak memory of its calls."""
+"""Child process of ``peers.peak_memory_mib``: one model, peak memory of its calls."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import torch
 
-import common
+from tensorpot.benchmarking import peers as common
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Speed and memory against the peer codes (MACE), measured in one run (``tensorpot bench``)."""
