@@ -68,3 +68,14 @@ class TestICTPGrid:
 
 def test_structures_are_valid():
     assert len(molecule(0)) == 6 and crystal(0).pbc.all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("max_L", "correlation"), [(5, 2), (6, 1), (6, 2), (2, 6), (3, 5)])
+def test_high_rank_and_correlation(max_L, correlation):
+    """The grid's symmetry and force checks beyond it: ranks up to 6, correlation up to 6."""
+    c = ModelContract()
+    c.config = {**TINY, "max_L": max_L, "max_ell": max_L, "correlation": correlation,
+                "num_channels": 2, "num_product_channels": 2}  # fmt: skip
+    c.test_symmetry()
+    c.test_forces_finite_differences()
