@@ -8,7 +8,6 @@ The error table is the one of :class:`~tensorpot.evaluation.metrics.ErrorAccumul
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from tensorpot.data.configuration import Configuration
 from tensorpot.data.dataset import GraphDataset, iterate_batches
 from tensorpot.errors import TensorPotError
 from tensorpot.evaluation.metrics import ErrorAccumulator, num_atoms_per_graph
+from tensorpot.files import atomic_write
 from tensorpot.models.base import Potential, Predictions
 
 __all__ = [
@@ -236,19 +236,8 @@ def write_predictions(
     if len(configs) != len(predictions):
         raise ValueError(f"{len(configs)} configurations but {len(predictions)} predictions")
     frames = [_atoms(c, p) for c, p in zip(configs, predictions)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            ase.io.write(handle, frames, format="extxyz")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    write = lambda handle: ase.io.write(handle, frames, format="extxyz")  # noqa: E731
+    return atomic_write(path, write, binary=False)
 
 
 def evaluate_file(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from tensorpot.data.configuration import Configuration
 from tensorpot.errors import DataError, TensorPotError
+from tensorpot.files import atomic_write
 
 if TYPE_CHECKING:
     from tensorpot.evaluation.evaluate import StructurePrediction
@@ -63,17 +63,7 @@ def _save(fig: Any, path: str | os.PathLike, overwrite: bool) -> Path:
     from tensorpot.evaluation.evaluate import check_output
 
     path = check_output(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=150)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=150))
 
 
 def _parity_panel(ax: Any, ref: np.ndarray, pred: np.ndarray, label: str, unit: str) -> None:

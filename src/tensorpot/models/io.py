@@ -9,7 +9,6 @@ rebuilds the model from its config through :func:`tensorpot.build_model`.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 
 import tensorpot
 from tensorpot.errors import TensorPotError
+from tensorpot.files import atomic_write
 from tensorpot.models.base import Potential
 from tensorpot.models.build import build_model
 
@@ -45,19 +45,7 @@ def save_model(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": {"tensorpot_version": tensorpot.__version__, **(metadata or {})},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
