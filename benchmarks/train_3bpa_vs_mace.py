@@ -450,6 +450,10 @@ def run_rmd17(args: argparse.Namespace, command: str) -> str:
     load_end = os.getloadavg()
     log(f"ICTP done: {info['epochs']} epochs, stopped after {info['stopped_min']:.2f} min")
     ref_e, ref_f = reference(test, cap)
+    train_pool, valid = split_train_valid(
+        read_configurations(preset.train_file), preset.valid_fraction, args.seed
+    )
+    n_train = min(len(train_pool), preset.max_train_frames or len(train_pool))
     pred_e, pred_f = ictp_predictions(folder, "test")
     r = error_metrics(ref_e, pred_e, ref_f, pred_f)
     theirs = info["tensorpot_tables"]["test"]
@@ -464,10 +468,10 @@ def run_rmd17(args: argparse.Namespace, command: str) -> str:
         command,
         "```",
         "",
-        f"Training: 50 structures, validation 50, both drawn (seed {args.seed}) from "
-        f"`rmd17_aspirin_train_01.npz`; test: `{test.name}` ({len(ref_e)} structures). Energies"
-        " in kcal/mol in the files, converted to eV by tensorpot's reader. One process, one "
-        "thread; the best-validation EMA model.",
+        f"Training: {n_train} structures, validation {len(valid)}, both drawn (seed {args.seed})"
+        f" from `{Path(preset.train_file).name}`; test: `{test.name}` ({len(ref_e)} structures). "
+        "Energies in kcal/mol in the files, converted to eV by tensorpot's reader. One process, "
+        "one thread; the best-validation EMA model.",
         "",
         "| model | E-MAE (meV) | F-MAE (meV/Å) | E-RMSE (meV) | F-RMSE (meV/Å) | epochs | "
         "best epoch | parameters | budget (min) |",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -210,18 +211,30 @@ def _child_args(args) -> list[str]:
         "--batch", str(args.batch), "--threads", str(args.threads),
         "--repeats", str(args.repeats), "--large-repeats", str(args.large_repeats),
         "--large-atoms", str(args.large_atoms), "--mace-max-atoms", str(args.mace_max_atoms),
+        "--memory-limit-gib", str(args.memory_limit_gib),
     ]  # fmt: skip
 
 
 def run_child(args, *extra: str) -> dict:
-    """Run this script as a child; its last stdout line is JSON. A killed child gives
-    ``{"failed": "..."}`` (for example out of memory)."""
+    """Run this script as a child; its last stdout line is JSON. A child that fails gives
+    ``{"failed": "..."}`` (for example out of memory under ``--memory-limit-gib``)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *_child_args(args), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or [""]
-        return {"failed": f"exit {proc.returncode}: {tail[0][:120]}"}
+        err = proc.stderr.strip()
+        if any(s in err for s in ("not enough memory", "can't allocate", "MemoryError")):
+            return {"failed": f"out of memory (limit {args.memory_limit_gib:g} GiB)"}
+        tail = err.splitlines()[-1:] or [""]
+        return {"failed": f"exit {proc.returncode}: {tail[0][:80]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def limit_memory(gib: float) -> None:
+    """Cap the address space of this (child) process, so that a cell too large for the
+    machine fails with an allocation error instead of pushing the machine out of memory."""
+    if gib > 0:
+        limit = int(gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def memory_child(args) -> None:
@@ -397,13 +410,17 @@ def workload_fcc(args) -> None:
     rows = []
     for n in sizes:
         natoms = 4 * n**3
-        print(f"fcc n={n} ({natoms} atoms): timing ...", file=sys.stderr, flush=True)
-        timing = run_child(args, "--child", "fcc-time", "--n", str(n))
-        mem = {}
-        print(f"fcc n={n}: memory ...", file=sys.stderr, flush=True)
-        mem[ICTP] = run_child(args, "--child", "memory", "--case", "fcc-ictp", "--n", str(n))
-        if natoms <= args.mace_max_atoms and common.mace_available():
-            mem[MACE] = run_child(args, "--child", "memory", "--case", "fcc-mace", "--n", str(n))
+        print(f"fcc n={n} ({natoms} atoms): memory ...", file=sys.stderr, flush=True)
+        mem = {ICTP: run_child(args, "--child", "memory", "--case", "fcc-ictp", "--n", str(n))}
+        if "failed" in mem[ICTP]:  # the timing child would fail the same way
+            timing = {"failed": "not timed: ICTP does not fit"}
+        else:
+            if natoms <= args.mace_max_atoms and common.mace_available():
+                case = ["--case", "fcc-mace", "--n", str(n)]
+                mem[MACE] = run_child(args, "--child", "memory", *case)
+            print(f"fcc n={n}: timing ...", file=sys.stderr, flush=True)
+            no_mace = ["--mace-max-atoms", "0"] if "failed" in mem.get(MACE, {}) else []
+            timing = run_child(args, "--child", "fcc-time", "--n", str(n), *no_mace)
         rows.append((n, natoms, timing, mem))
         print(f"fcc n={n}: {json.dumps(timing)} {json.dumps(mem)}", file=sys.stderr, flush=True)
     print("\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, "
@@ -416,7 +433,10 @@ def workload_fcc(args) -> None:
     skipped = []
     for n, natoms, timing, mem in rows:
         if "failed" in timing:
-            print(f"| {n} | {natoms} | – | – | – | {timing['failed']} | | | | | | |")
+            print(
+                f"| {n} | {natoms} | – | – | – | {timing['failed']} | – | – "
+                f"| {_peak(mem.get(ICTP))} | – | {_peak(mem.get(MACE))} | – |"
+            )
             continue
         us = {k: 1e6 * v / natoms for k, v in timing["model"].items()}
         nl = {k: 1e6 * v / natoms for k, v in timing["nl"].items()}
@@ -439,16 +459,33 @@ def workload_fcc(args) -> None:
             f"MACE skipped for {', '.join(map(str, skipped))} atoms "
             f"(--mace-max-atoms {args.mace_max_atoms})."
         )
-    n, natoms, _, mem = rows[-1]
-    if ICTP in mem and "failed" not in mem[ICTP]:
+    print(f"Every child process ran under an address-space cap of {args.memory_limit_gib:g} GiB "
+          "(--memory-limit-gib).")  # fmt: skip
+    fit_verdict(rows)
+
+
+def fit_verdict(rows) -> None:
+    """Does the largest cell fit in 24 GB? Measured if its ICTP memory child succeeded,
+    otherwise a linear fit through the two largest measured cells, labelled as such."""
+    _, natoms, _, mem = rows[-1]
+    done = [(a, m[ICTP]["process_peak"]) for _, a, _, m in rows if "failed" not in m[ICTP]]
+    if "failed" not in mem[ICTP]:
         peak = mem[ICTP]["process_peak"]
-        verdict = "fits" if peak < GB24_MIB else "does NOT fit"
-        print(
-            f"Largest cell ({natoms} atoms), ICTP E + F + S: process peak RSS {peak:.0f} MiB "
-            f"= {peak * 2**20 / 1e9:.2f} GB: {verdict} in 24 GB."
-        )
-    elif ICTP in mem:
+        how = "measured"
+    elif len(done) >= 2:
+        (a0, p0), (a1, p1) = done[-2], done[-1]
+        slope = (p1 - p0) / (a1 - a0)
+        peak = p1 + slope * (natoms - a1)
+        how = (f"NOT measured ({mem[ICTP]['failed']}); extrapolated linearly from {a0} and "
+               f"{a1} atoms, {slope:.2f} MiB/atom")  # fmt: skip
+    else:
         print(f"Largest cell ({natoms} atoms), ICTP: {mem[ICTP]['failed']}")
+        return
+    verdict = "fits" if peak < GB24_MIB else "does NOT fit"
+    print(
+        f"Largest cell ({natoms} atoms), ICTP E + F + S, process peak RSS {peak:.0f} MiB = "
+        f"{peak * 2**20 / 1e9:.1f} GB ({how}): {verdict} in 24 GB ({GB24_MIB:.0f} MiB)."
+    )
 
 
 def _peak(mem: dict | None) -> str:
@@ -477,11 +514,15 @@ def main() -> None:
     parser.add_argument("--large-atoms", type=int, default=2000,
                         help="fcc: above this many atoms use --large-repeats")  # fmt: skip
     parser.add_argument("--large-repeats", type=int, default=3)
+    parser.add_argument("--memory-limit-gib", type=float, default=16.0,
+                        help="address-space cap of every child process (0: none)")  # fmt: skip
     parser.add_argument("--child", choices=["memory", "fcc-time"], help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.child is not None:
+        limit_memory(args.memory_limit_gib)
     if args.child == "memory":
         memory_child(args)
     elif args.child == "fcc-time":

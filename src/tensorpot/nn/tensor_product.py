@@ -155,38 +155,30 @@ class EdgeTensorProduct(nn.Module):
         self.ranks_l1 = sorted({p.l1 for p in self.paths})
         #: per l1 group: the (l3, number of paths, first path index) of each output block
         self.blocks: list[list[tuple[int, int, int]]] = []
-        for k, l1 in enumerate(self.ranks_l1):
-            group = [(n, p) for n, p in enumerate(self.paths) if p.l1 == l1]
-            group.sort(key=lambda t: (t[1].l3, t[1].l2))
-            width = sum(2 * p.l3 + 1 for _, p in group)
-            big = torch.zeros((max_l2 + 1) ** 2, 2 * l1 + 1, width, dtype=torch.float64)
-            q = 0
-            for _, p in group:
-                scale = 1.0 if path_scale is None else path_scale[p.l3]
-                block = scale * coupling_tensor(*p).permute(1, 0, 2)  # [2l2+1, 2l1+1, 2l3+1]
-                big[offsets[p.l2] : offsets[p.l2 + 1], :, q : q + 2 * p.l3 + 1] = block
-                q += 2 * p.l3 + 1
-            self.register_buffer(f"coupling_{k}", big.reshape(big.shape[0], -1))
-            l3s = sorted({p.l3 for _, p in group})
-            self.blocks.append(
-                [
-                    (l3, sum(p.l3 == l3 for _, p in group), min(n for n, p in group if p.l3 == l3))
-                    for l3 in l3s
-                ]
-            )
+        for l1 in self.ranks_l1:
+            specs = []
+            for l3 in sorted({p.l3 for p in self.paths if p.l1 == l1}):
+                group = [(n, p) for n, p in enumerate(self.paths) if (p.l1, p.l3) == (l1, l3)]
+                big = torch.zeros(
+                    (max_l2 + 1) ** 2, 2 * l1 + 1, len(group), 2 * l3 + 1, dtype=torch.float64
+                )
+                for slot, (_, p) in enumerate(group):
+                    scale = 1.0 if path_scale is None else path_scale[l3]
+                    block = scale * coupling_tensor(*p).permute(1, 0, 2)  # [2l2+1, 2l1+1, 2l3+1]
+                    big[offsets[p.l2] : offsets[p.l2 + 1], :, slot, :] = block
+                self.register_buffer(f"coupling_{l1}_{l3}", big.reshape(big.shape[0], -1))
+                specs.append((l3, len(group), group[0][0]))
+            self.blocks.append(specs)
 
     def forward(self, x: list[Tensor], y: Tensor) -> list[list[Tensor]]:
         """``x[l1] [E, C, 2l1+1]``, ``y [E, D_y]`` -> per ``l1`` group, ``[E, C, P, 2l3+1]``."""
         out = []
-        for k, l1 in enumerate(self.ranks_l1):
-            coupling = getattr(self, f"coupling_{k}")
-            yk = (y @ coupling).view(y.shape[0], 2 * l1 + 1, -1)  # [E, 2l1+1, Q_l1]
-            m = torch.bmm(x[l1], yk)  # [E, C, Q_l1]
-            sizes = [count * (2 * l3 + 1) for l3, count, _ in self.blocks[k]]
-            out.append(
-                [
-                    block.view(m.shape[0], m.shape[1], count, 2 * l3 + 1)
-                    for block, (l3, count, _) in zip(m.split(sizes, dim=-1), self.blocks[k])
-                ]
-            )
+        for l1, specs in zip(self.ranks_l1, self.blocks):
+            blocks = []
+            for l3, count, _ in specs:
+                coupling = getattr(self, f"coupling_{l1}_{l3}")
+                yk = (y @ coupling).view(y.shape[0], 2 * l1 + 1, -1)  # [E, 2l1+1, P (2l3+1)]
+                m = torch.bmm(x[l1], yk)  # [E, C, P (2l3+1)]
+                blocks.append(m.view(m.shape[0], m.shape[1], count, 2 * l3 + 1))
+            out.append(blocks)
         return out
