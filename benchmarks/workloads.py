@@ -18,12 +18,19 @@ the starting geometry.
 
 ``--workload fcc``: energy + forces + stress of periodic fcc Cu cells (a = 3.61 Å, cubic cell
 repeated n times, rattled by 0.02 Å), models with ``atomic_numbers [29]``; the neighbour list
-(graph and batch building) is timed separately. Every size runs in child processes, so a cell
-that does not fit in memory only ends its own child.
+(graph and batch building) is timed separately. Every size runs in child processes whose
+address space is capped (``--memory-limit-gib``, and never above the machine's available memory
+less 1 GiB), so a cell that does not fit only ends its own child. MACE runs up to
+``--mace-max-atoms``. Whether ``--fit-atoms`` atoms fit in 24 GB is measured when such a cell
+ran, otherwise extrapolated (and said so) from the two largest cells that did.
+
+One thread by default: on a shared 2-core machine two OpenMP threads per process were several
+times slower and much noisier than one.
 
     python benchmarks/workloads.py --workload train
     python benchmarks/workloads.py --workload md
-    python benchmarks/workloads.py --workload fcc --sizes 3,4,6,8,10,14 --mace-max-atoms 4000
+    python benchmarks/workloads.py --workload fcc --sizes 3,4,6,8,10,12,14 --repeats 5 \
+        --large-atoms 500 --large-repeats 3 --mace-max-atoms 2500
 """
 
 from __future__ import annotations
@@ -211,22 +218,37 @@ def _child_args(args) -> list[str]:
         "--batch", str(args.batch), "--threads", str(args.threads),
         "--repeats", str(args.repeats), "--large-repeats", str(args.large_repeats),
         "--large-atoms", str(args.large_atoms), "--mace-max-atoms", str(args.mace_max_atoms),
-        "--memory-limit-gib", str(args.memory_limit_gib),
     ]  # fmt: skip
 
 
 def run_child(args, *extra: str) -> dict:
     """Run this script as a child; its last stdout line is JSON. A child that fails gives
-    ``{"failed": "..."}`` (for example out of memory under ``--memory-limit-gib``)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), *_child_args(args), *extra]
+    ``{"failed": "..."}``. Its address space is capped at ``--memory-limit-gib`` or at what the
+    machine has available less 1 GiB, whichever is smaller, so a cell too large for the (shared)
+    machine fails with an allocation error in the child rather than pushing it out of memory."""
+    limit = args.memory_limit_gib
+    available = _available_gib()
+    if limit > 0 and available is not None:
+        limit = max(0.5, min(limit, available - 1.0))
+    script = str(Path(__file__).resolve())
+    cmd = [sys.executable, script, *_child_args(args), *extra, "--memory-limit-gib", f"{limit:.1f}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         err = proc.stderr.strip()
         if any(s in err for s in ("not enough memory", "can't allocate", "MemoryError")):
-            return {"failed": f"out of memory (limit {args.memory_limit_gib:g} GiB)"}
+            return {"failed": f"out of memory (limit {limit:.1f} GiB)"}
+        if proc.returncode < 0:
+            return {"failed": f"killed by signal {-proc.returncode}"}
         tail = err.splitlines()[-1:] or [""]
         return {"failed": f"exit {proc.returncode}: {tail[0][:80]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _available_gib() -> float | None:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return float(line.split()[1]) / 2**20
+    return None
 
 
 def limit_memory(gib: float) -> None:
@@ -264,8 +286,9 @@ def fcc_time_child(args) -> None:
         calls[MACE] = mace_fcc_call(args, atoms)
         edges[MACE] = int(mace_batch([atoms], CU)["edge_index"].shape[1])
     times = common.time_interleaved(calls, repeats, warmup=warmup)
-    print(json.dumps({"atoms": natoms, "edges": edges, "nl": nl, "model": times,
-                      "repeats": repeats}))  # fmt: skip
+    print(
+        json.dumps({"atoms": natoms, "edges": edges, "nl": nl, "model": times, "repeats": repeats})
+    )
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -308,10 +331,15 @@ def workload_train(args) -> None:
         peer = "ictp" if name == ICTP else "mace"
         memory[(step, name)] = run_child(args, "--child", "memory", "--case", f"{step}-{peer}")
     atoms = sum(len(a) for a in frames)
-    print(f"\n3BPA, batch {args.batch} ({atoms} atoms), " + header(args, "median of "
-          f"{args.repeats} interleaved repeats") + "\n")  # fmt: skip
-    print("| step | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE "
-          "| ICTP peak extra (MiB) | MACE peak extra (MiB) | memory ratio |")  # fmt: skip
+    print(
+        f"\n3BPA, batch {args.batch} ({atoms} atoms), "
+        + header(args, f"median of {args.repeats} interleaved repeats")
+        + "\n"
+    )
+    print(
+        "| step | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE "
+        "| ICTP peak extra (MiB) | MACE peak extra (MiB) | memory ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     labels = {
         "train": "training step: E + F (create_graph), loss, backward",
@@ -320,8 +348,10 @@ def workload_train(args) -> None:
     for step, label in labels.items():
         ti, tm = times.get((step, ICTP)), times.get((step, MACE))
         mi, mm = (_extra(memory.get((step, n))) for n in (ICTP, MACE))
-        print(f"| {label} | {_fmt(ti and 1e3 * ti)} | {_fmt(tm and 1e3 * tm)} | {_ratio(ti, tm)} "
-              f"| {_fmt(mi)} | {_fmt(mm)} | {_ratio(mi, mm)} |")  # fmt: skip
+        print(
+            f"| {label} | {_fmt(ti and 1e3 * ti)} | {_fmt(tm and 1e3 * tm)} | {_ratio(ti, tm)} "
+            f"| {_fmt(mi)} | {_fmt(mm)} | {_ratio(mi, mm)} |"
+        )
     print(
         "\nms per step of the whole batch; peak extra = RSS high-water mark during one call "
         "minus the RSS before it, in a fresh process after one warm-up call."
@@ -372,9 +402,14 @@ def workload_md(args) -> None:
     calls = {name: (lambda dyn=dyn: dyn.run(1)) for name, (_, dyn) in systems.items()}
     times = common.time_interleaved({**calls, **bare}, args.md_steps, warmup=args.md_warmup)
     steps = args.md_warmup + args.md_steps
-    print(f"\n3BPA molecule ({len(start)} atoms), VelocityVerlet 0.5 fs, 300 K start, "
-          + header(args, f"median of {args.md_steps} steps after {args.md_warmup} warm-up "
-                   "steps, interleaved") + "\n")  # fmt: skip
+    print(
+        f"\n3BPA molecule ({len(start)} atoms), VelocityVerlet 0.5 fs, 300 K start, "
+        + header(
+            args,
+            f"median of {args.md_steps} steps after {args.md_warmup} warm-up steps, interleaved",
+        )
+        + "\n"
+    )
     print("| | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE |")
     print("|---|---|---|---|")
     ti, tm = times[ICTP], times.get(MACE)
@@ -413,7 +448,7 @@ def workload_fcc(args) -> None:
         print(f"fcc n={n} ({natoms} atoms): memory ...", file=sys.stderr, flush=True)
         mem = {ICTP: run_child(args, "--child", "memory", "--case", "fcc-ictp", "--n", str(n))}
         if "failed" in mem[ICTP]:  # the timing child would fail the same way
-            timing = {"failed": "not timed: ICTP does not fit"}
+            timing = {"failed": f"not timed (memory child: {mem[ICTP]['failed']})"}
         else:
             if natoms <= args.mace_max_atoms and common.mace_available():
                 case = ["--case", "fcc-mace", "--n", str(n)]
@@ -423,12 +458,20 @@ def workload_fcc(args) -> None:
             timing = run_child(args, "--child", "fcc-time", "--n", str(n), *no_mace)
         rows.append((n, natoms, timing, mem))
         print(f"fcc n={n}: {json.dumps(timing)} {json.dumps(mem)}", file=sys.stderr, flush=True)
-    print("\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, "
-          + header(args, f"median of {args.repeats} interleaved repeats "
-                   f"({args.large_repeats} above {args.large_atoms} atoms)") + "\n")  # fmt: skip
-    print("| n | atoms | edges | NL ICTP (µs/atom) | NL MACE (µs/atom) | ICTP (µs/atom) "
-          "| MACE (µs/atom) | ratio tensorpot / MACE | ICTP peak RSS (MiB) "
-          "| ICTP extra (MiB) | MACE peak RSS (MiB) | MACE extra (MiB) |")  # fmt: skip
+    print(
+        "\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, "
+        + header(
+            args,
+            f"median of {args.repeats} interleaved repeats "
+            f"({args.large_repeats} above {args.large_atoms} atoms)",
+        )
+        + "\n"
+    )
+    print(
+        "| n | atoms | edges | NL ICTP (µs/atom) | NL MACE (µs/atom) | ICTP (µs/atom) "
+        "| MACE (µs/atom) | ratio tensorpot / MACE | ICTP peak RSS (MiB) "
+        "| ICTP extra (MiB) | MACE peak RSS (MiB) | MACE extra (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     skipped = []
     for n, natoms, timing, mem in rows:
@@ -443,47 +486,57 @@ def workload_fcc(args) -> None:
         if MACE not in us:
             skipped.append(natoms)
         mi, mm = mem.get(ICTP), mem.get(MACE)
-        print(f"| {n} | {natoms} | {timing['edges'][ICTP]} | {nl[ICTP]:.1f} "
-              f"| {_fmt(nl.get(MACE))} | {us[ICTP]:.1f} | {_fmt(us.get(MACE))} "
-              f"| {_ratio(us[ICTP], us.get(MACE))} | {_peak(mi)} | {_fmt(_extra(mi), '.0f')} "
-              f"| {_peak(mm)} | {_fmt(_extra(mm), '.0f')} |")  # fmt: skip
+        print(
+            f"| {n} | {natoms} | {timing['edges'][ICTP]} | {nl[ICTP]:.1f} "
+            f"| {_fmt(nl.get(MACE))} | {us[ICTP]:.1f} | {_fmt(us.get(MACE))} "
+            f"| {_ratio(us[ICTP], us.get(MACE))} | {_peak(mi)} | {_fmt(_extra(mi), '.0f')} "
+            f"| {_peak(mm)} | {_fmt(_extra(mm), '.0f')} |"
+        )
         if MACE in timing["edges"] and timing["edges"][MACE] != timing["edges"][ICTP]:
             print(f"(n={n}: MACE's graph has {timing['edges'][MACE]} edges)")
-    print("\nNL = neighbour list and batch building (tensorpot: atoms_to_graph + collate; MACE: "
-          "AtomicData.from_config + DataLoader), not included in the model times. Peak RSS = "
-          "high-water mark of a fresh process over its life (model, graph, a warm-up call and "
-          "the measured call); extra = high-water mark during the measured call minus the RSS "
-          "before it.")  # fmt: skip
+    print(
+        "\nNL = neighbour list and batch building (tensorpot: atoms_to_graph + collate; MACE: "
+        "AtomicData.from_config + DataLoader), not included in the model times. Peak RSS = "
+        "high-water mark of a fresh process over its life (model, graph, a warm-up call and "
+        "the measured call); extra = high-water mark during the measured call minus the RSS "
+        "before it."
+    )
     if skipped:
         print(
             f"MACE skipped for {', '.join(map(str, skipped))} atoms "
             f"(--mace-max-atoms {args.mace_max_atoms})."
         )
-    print(f"Every child process ran under an address-space cap of {args.memory_limit_gib:g} GiB "
-          "(--memory-limit-gib).")  # fmt: skip
-    fit_verdict(rows)
+    cap = args.memory_limit_gib
+    print(
+        f"Every child process ran under an address-space cap of min({cap:g} GiB "
+        "(--memory-limit-gib), available memory - 1 GiB)."
+    )
+    fit_verdict(rows, args.fit_atoms)
 
 
-def fit_verdict(rows) -> None:
-    """Does the largest cell fit in 24 GB? Measured if its ICTP memory child succeeded,
-    otherwise a linear fit through the two largest measured cells, labelled as such."""
-    _, natoms, _, mem = rows[-1]
+def fit_verdict(rows, fit_atoms: int) -> None:
+    """Do ``fit_atoms`` atoms fit in 24 GB? Measured if a cell at least that large ran its ICTP
+    memory child, otherwise a line through the two largest measured cells, labelled as such."""
     done = [(a, m[ICTP]["process_peak"]) for _, a, _, m in rows if "failed" not in m[ICTP]]
-    if "failed" not in mem[ICTP]:
-        peak = mem[ICTP]["process_peak"]
-        how = "measured"
+    big = [(a, p) for a, p in done if a >= fit_atoms]
+    if big:
+        cell, peak = big[0]
+        how = f"measured on the {cell}-atom cell"
     elif len(done) >= 2:
         (a0, p0), (a1, p1) = done[-2], done[-1]
         slope = (p1 - p0) / (a1 - a0)
-        peak = p1 + slope * (natoms - a1)
-        how = (f"NOT measured ({mem[ICTP]['failed']}); extrapolated linearly from {a0} and "
-               f"{a1} atoms, {slope:.2f} MiB/atom")  # fmt: skip
+        peak = p1 + slope * (fit_atoms - a1)
+        most = a1 + (GB24_MIB - p1) / slope
+        how = (
+            f"NOT measured; extrapolated linearly from the {a0}- and {a1}-atom cells, "
+            f"{slope:.2f} MiB/atom, which reaches 24 GB at about {most:.0f} atoms"
+        )
     else:
-        print(f"Largest cell ({natoms} atoms), ICTP: {mem[ICTP]['failed']}")
+        print(f"{fit_atoms} atoms: too few cells measured to say whether they fit in 24 GB.")
         return
     verdict = "fits" if peak < GB24_MIB else "does NOT fit"
     print(
-        f"Largest cell ({natoms} atoms), ICTP E + F + S, process peak RSS {peak:.0f} MiB = "
+        f"{fit_atoms} atoms, ICTP E + F + S: process peak RSS {peak:.0f} MiB = "
         f"{peak * 2**20 / 1e9:.1f} GB ({how}): {verdict} in 24 GB ({GB24_MIB:.0f} MiB)."
     )
 
@@ -509,13 +562,25 @@ def main() -> None:
     parser.add_argument("--md-steps", type=int, default=20, help="timed MD steps")
     parser.add_argument("--md-warmup", type=int, default=3, help="MD steps before timing")
     parser.add_argument("--sizes", default="3,4,6,8,10,14", help="fcc repeats n (4 n^3 atoms)")
-    parser.add_argument("--mace-max-atoms", type=int, default=4000,
-                        help="fcc: run MACE only up to this many atoms")  # fmt: skip
-    parser.add_argument("--large-atoms", type=int, default=2000,
-                        help="fcc: above this many atoms use --large-repeats")  # fmt: skip
+    parser.add_argument(
+        "--mace-max-atoms", type=int, default=4000, help="fcc: run MACE only up to this many atoms"
+    )
+    parser.add_argument(
+        "--large-atoms",
+        type=int,
+        default=2000,
+        help="fcc: above this many atoms use --large-repeats",
+    )
     parser.add_argument("--large-repeats", type=int, default=3)
-    parser.add_argument("--memory-limit-gib", type=float, default=16.0,
-                        help="address-space cap of every child process (0: none)")  # fmt: skip
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=16.0,
+        help="address-space cap of every child process (0: none)",
+    )
+    parser.add_argument(
+        "--fit-atoms", type=int, default=10000, help="fcc: say whether this many atoms fit in 24 GB"
+    )
     parser.add_argument("--child", choices=["memory", "fcc-time"], help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
