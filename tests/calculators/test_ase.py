@@ -21,7 +21,7 @@ from tensorpot.errors import DataError
 from tests.conftest import random_rotation
 from tests.pair_potential import PairPotential, pair_energy
 
-THREE_BPA = Path("/work/shared/data/3bpa/train_300K.xyz")
+THREE_BPA = Path(__file__).parents[2] / "data" / "3bpa" / "train_300K.xyz"  # bundled
 E0S = (-13.6, -1030.0, -1480.0, -2040.0)  # H, C, N, O
 
 
