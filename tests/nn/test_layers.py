@@ -139,7 +139,7 @@ def test_edge_product_matches_reference():
     per_rank: list[list[torch.Tensor]] = [[] for _ in range(4)]
     for blocks, spec in zip(product(x, torch.cat(y, dim=-1)), product.blocks):
         for block, (l3, _, _) in zip(blocks, spec):
-            per_rank[l3].append(block)
+            per_rank[l3].append(block.permute(0, 3, 2, 1))  # [E, C, P, 2l3+1]
     for l3 in range(4):
         expected = []
         for p in (p for p in paths if p.l3 == l3):

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from tensorpot.data.batch import GraphBatch
+from tensorpot.data.pairs import edge_pairs
 
 
 class Predictions(NamedTuple):
@@ -35,6 +36,8 @@ class Geometry(NamedTuple):
     edge_index: Tensor  # [2, E] long
     batch: Tensor  # [N] long
     num_graphs: int
+    pair_first: Tensor  # [G] long, one edge of each pair of reversed edges (data.pairs)
+    edge_pair: Tensor  # [E] long, the pair of every edge: f(r[pair_first])[edge_pair] == f(r)
 
 
 class Potential(nn.Module):
@@ -106,7 +109,10 @@ class Potential(nn.Module):
         shifts = torch.einsum("ei,eij->ej", batch.cell_shifts, cell[batch.batch[centre]])
         vectors = positions[neighbour] - positions[centre] + shifts  # [E, 3]
         species = self.species_of(batch.atomic_numbers)
-        geometry = Geometry(species, vectors, batch.edge_index, batch.batch, num_graphs)
+        pair_first, edge_pair = edge_pairs(batch.edge_index, batch.cell_shifts, len(species))
+        geometry = Geometry(
+            species, vectors, batch.edge_index, batch.batch, num_graphs, pair_first, edge_pair
+        )
         eps = self.site_energies(geometry)  # [N]
         node_energy = self.scale[species] * eps + self.shift[species] + self.E0s[species]
         energy = torch.zeros(num_graphs, dtype=node_energy.dtype, device=node_energy.device)

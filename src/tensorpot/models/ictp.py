@@ -118,7 +118,9 @@ class ICTPLayer(nn.Module):
     def forward(
         self, h: list[Tensor], geometry: Geometry, harmonics: Tensor, radial: Tensor
     ) -> tuple[list[Tensor], Tensor]:
-        a, sc = self.interaction(h, geometry.species, geometry.edge_index, harmonics, radial)
+        a, sc = self.interaction(
+            h, geometry.species, geometry.edge_index, harmonics, radial, geometry.edge_pair
+        )
         b = self.product(a, geometry.species)
         h = [u + s for u, s in zip(self.update(b), sc)]
         return h, self.readout(h[0][:, :, 0])
@@ -146,9 +148,10 @@ class ICTP(Potential):
         self.layers = nn.ModuleList(layers)
 
     def site_energies(self, geometry: Geometry) -> Tensor:
-        lengths = torch.linalg.vector_norm(geometry.edge_vectors, dim=-1)  # [E]
+        pair_vectors = geometry.edge_vectors[geometry.pair_first]  # [G, 3], one per reversed pair
+        lengths = torch.linalg.vector_norm(pair_vectors, dim=-1)  # [G]
         harmonics = torch.cat(compressed_harmonics(geometry.edge_vectors, self.edge_rank), dim=-1)
-        radial = self.radial(lengths)  # [E, num_radial_basis]
+        radial = self.radial(lengths)  # [G, num_radial_basis]
         h = [self.embedding(geometry.species).unsqueeze(-1)]  # [N, C, 1]
         energy = torch.zeros_like(h[0][:, 0, 0])
         for layer in self.layers:

@@ -5,7 +5,7 @@ For layer features :math:`h_v^{(l_1)}` and edge harmonics :math:`T^{(l_2)}(\hat 
 
 .. math::
 
-    m_{uv}^{(l_3)}[c, p] = P_{l_3}^{-1/2}\, R_{uv}[c, p]\,
+    m_{uv}^{(l_3)}[p, c] = P_{l_3}^{-1/2}\, R_{uv}[p, c]\,
         (\tilde h_v^{(l_1)}[c] \otimes T^{(l_2)}(\hat r_{uv}))^{(l_3)}, \qquad
     A_u^{(l)} = \frac{1}{\bar N \sqrt{C P_l}} W^{(l)} \mathrm{vec}_{c,p}
         \Big(\sum_{v \in \mathcal N(u)} m_{uv}^{(l)}\Big)
@@ -82,9 +82,13 @@ class Interaction(nn.Module):
         edge_index: Tensor,
         harmonics: Tensor,
         radial_features: Tensor,
+        edge_pair: Tensor | None = None,
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Args: ``h[l] [N, C, 2l+1]``, ``species [N]``, ``edge_index [2, E]``,
-        ``harmonics [E, (L+1)^2]`` (ranks concatenated), ``radial_features [E, num_radial_basis]``.
+        ``harmonics [E, (L+1)^2]`` (ranks concatenated), ``radial_features [G, num_radial_basis]``
+        and ``edge_pair [E]``: the radial features of ``G`` edge pairs and the pair of every edge
+        (:func:`tensorpot.data.pairs.edge_pairs`; ``None``: one feature row per edge). The radial
+        MLP runs once per pair.
 
         Returns: ``A[l] [N, C_prod, 2l+1]`` for ``l <= L`` and the self-connection
         ``sc[l] [N, C, 2l+1]`` for ``l <= out_max_rank``.
@@ -92,19 +96,19 @@ class Interaction(nn.Module):
         sc = self.self_connection(h, species)
         centre, neighbour = edge_index[0], edge_index[1]
         x = [h_l[neighbour] for h_l in self.pre_linear(h)]  # [E, C, 2l+1]
-        radial = self.radial(radial_features).view(-1, self.num_channels, self.num_paths)
+        radial = self.radial(radial_features)  # [G, P C]
+        if edge_pair is not None:
+            radial = radial[edge_pair]
+        radial = radial.view(-1, self.num_paths, self.num_channels)  # [E, P, C]
         num_nodes = h[0].shape[0]
-        # one split (not one slice per block) so that the backward pass is a single cat
-        firsts = sorted((first, count) for spec in self.product.blocks for _, count, first in spec)
-        chunks = dict(zip([f for f, _ in firsts], radial.split([c for _, c in firsts], dim=-1)))
         aggregated: list[list[Tensor]] = [[] for _ in self.counts]
         for blocks, spec in zip(self.product(x, harmonics), self.product.blocks):
-            for m, (l3, _, first) in zip(blocks, spec):
-                m = m * chunks[first].unsqueeze(-1)  # [E, C, P, 2l3+1]
+            for m, (l3, count, first) in zip(blocks, spec):
+                m = m * radial[:, None, first : first + count]  # [E, 2l3+1, P, C]
                 agg = m.new_zeros((num_nodes,) + m.shape[1:]).index_add_(0, centre, m)
                 aggregated[l3].append(agg)
         out = []
         for blocks, w, post in zip(aggregated, self.post_weights, self.post_scales):
-            agg = torch.cat(blocks, dim=2)  # [N, C, P_l3, 2l3+1], paths in the listed order
-            out.append(torch.einsum("ncpm,cpd->ndm", agg, w) * post)  # [N, C_prod, 2l+1]
+            agg = torch.cat(blocks, dim=2)  # [N, 2l3+1, P_l3, C], paths in the listed order
+            out.append(torch.einsum("nkpc,cpd->ndk", agg, w) * post)  # [N, C_prod, 2l+1]
         return out, sc

@@ -49,44 +49,64 @@ class NodeTensorProduct(nn.Module):
             raise ValueError(f"output ranks {self.out_multiplicities} not all reached")
         offsets = [r * r for r in range(max_l2 + 2)]
         self.ranks_l1 = sorted({p.l1 for p in self.paths})
-        self.columns: list[list[tuple[int, int, int]]] = []  # per l1: (path index, start, stop)
-        for k, l1 in enumerate(self.ranks_l1):
-            group = [(n, p) for n, p in enumerate(self.paths) if p.l1 == l1]
-            width = sum(2 * p.l3 + 1 for _, p in group)
-            big = torch.zeros((max_l2 + 1) ** 2, 2 * l1 + 1, width, dtype=torch.float64)
-            cols, q = [], 0
-            for n, p in group:
-                block = coupling_tensor(*p).permute(1, 0, 2)  # [2l2+1, 2l1+1, 2l3+1]
-                big[offsets[p.l2] : offsets[p.l2 + 1], :, q : q + 2 * p.l3 + 1] = block
-                cols.append((n, q, q + 2 * p.l3 + 1))
-                q += 2 * p.l3 + 1
-            self.register_buffer(f"coupling_{k}", big.reshape(big.shape[0], -1))
-            self.columns.append(cols)
         # slot offset of every path inside its output rank
         self.slot_offset, seen = [0] * len(self.paths), [0] * (max_l3 + 1)
         for n, p in enumerate(self.paths):
             self.slot_offset[n] = seen[p.l3]
             seen[p.l3] += self.in_multiplicities[p.l1]
+        rank_offset = [sum(self.out_multiplicities[:r]) for r in range(max_l3 + 1)]
+        #: per l1: the (l3, number of paths) of each run of paths with the same l3
+        self.runs: list[list[tuple[int, int]]] = []
+        for k, l1 in enumerate(self.ranks_l1):
+            group = [(n, p) for n, p in enumerate(self.paths) if p.l1 == l1]  # by l3, then l2
+            width = sum(2 * p.l3 + 1 for _, p in group)
+            big = torch.zeros((max_l2 + 1) ** 2, width, 2 * l1 + 1, dtype=torch.float64)
+            rows, slots, q = [], [], 0
+            for row, (n, p) in enumerate(group):
+                block = coupling_tensor(*p).permute(1, 2, 0)  # [2l2+1, 2l3+1, 2l1+1]
+                big[offsets[p.l2] : offsets[p.l2 + 1], q : q + 2 * p.l3 + 1] = block
+                rows += [row] * (2 * p.l3 + 1)
+                start = rank_offset[p.l3] + self.slot_offset[n]
+                slots += range(start, start + self.in_multiplicities[l1])
+                q += 2 * p.l3 + 1
+            self.register_buffer(f"coupling_{k}", big.reshape(big.shape[0], -1))
+            # the path (row of the group) of every column, and the weights of every row's slots
+            self.register_buffer(f"column_row_{k}", torch.tensor(rows), persistent=False)
+            self.register_buffer(f"weight_slots_{k}", torch.tensor(slots), persistent=False)
+            runs: list[tuple[int, int]] = []
+            for _, p in group:
+                if runs and runs[-1][0] == p.l3:
+                    runs[-1] = (p.l3, runs[-1][1] + 1)
+                else:
+                    runs.append((p.l3, 1))
+            self.runs.append(runs)
 
     def _contract(self, x: list[Tensor], a: Tensor):
-        """Per ``l1``: ``z [N, C, P_l1, Q_l1] = x[l1] @ (a K)``."""
+        """Per ``l1``: ``aK [N, C, Q_l1, 2l1+1]``, ``a`` contracted with the group's couplings."""
         for k, l1 in enumerate(self.ranks_l1):
             coupling = getattr(self, f"coupling_{k}")
-            ak = (a @ coupling).view(a.shape[0], a.shape[1], 2 * l1 + 1, -1)  # [N, C, i, Q]
+            ak = (a @ coupling).view(a.shape[0], a.shape[1], -1, 2 * l1 + 1)  # [N, C, Q, i]
             yield k, l1, ak
 
     def forward(self, x: list[Tensor], a: Tensor) -> list[Tensor]:
         """``x[l1] [N, C, P_l1, 2l1+1]``, ``a [N, C, D_a]`` -> ``T[l3] [N, C, P_l3, 2l3+1]``."""
-        # groups run over l1 ascending and paths within a group by l2, which is the path order
+        # groups run over l1 ascending and paths within a group by l3, then l2: the path order
         pieces: list[list[Tensor]] = [[] for _ in range(self.max_l3 + 1)]
         for k, l1, ak in self._contract(x, a):
-            z = x[l1] @ ak  # [N, C, P_l1, Q_l1]
-            for n, start, stop in self.columns[k]:
-                pieces[self.paths[n].l3].append(z[..., start:stop])
+            z = x[l1] @ ak.transpose(2, 3)  # [N, C, P_l1, Q_l1]
+            widths = [count * (2 * l3 + 1) for l3, count in self.runs[k]]
+            for (l3, count), run in zip(self.runs[k], z.split(widths, dim=-1)):
+                # [N, C, P_l1, count (2l3+1)] -> count paths of P_l1 slots each
+                run = run.unflatten(-1, (count, 2 * l3 + 1)).transpose(2, 3)
+                pieces[l3].append(run.flatten(2, 3))
         return [torch.cat(p, dim=2) for p in pieces]
 
     def weighted(self, x: list[Tensor], a: Tensor, weights: list[Tensor]) -> list[Tensor]:
         """``sum_s w[l3][n, c, s] T[l3][n, c, s, :]`` without materialising ``T``.
+
+        Each path needs only its own columns of ``aK``: the slot-weighted ``x`` of every path
+        is spread over that path's columns and contracted elementwise, so no product is formed
+        that is thrown away.
 
         Args:
             x: as in :meth:`forward`.
@@ -97,21 +117,17 @@ class NodeTensorProduct(nn.Module):
             ``[N, C, 2l3+1]`` per output rank.
         """
         out: list[Tensor | None] = [None] * (self.max_l3 + 1)
+        flat = torch.cat(weights, dim=2)  # [N, C, sum P_l3]
         for k, l1, ak in self._contract(x, a):
             slots = self.in_multiplicities[l1]
-            w = torch.stack(
-                [
-                    weights[self.paths[n].l3][
-                        ..., self.slot_offset[n] : self.slot_offset[n] + slots
-                    ]
-                    for n, _, _ in self.columns[k]
-                ],
-                dim=2,
-            )  # [N, C, paths of l1, P_l1]
-            z = (w @ x[l1]) @ ak  # [N, C, paths of l1, Q_l1]
-            for row, (n, start, stop) in enumerate(self.columns[k]):
-                l3 = self.paths[n].l3
-                term = z[:, :, row, start:stop]
+            w = flat.index_select(2, getattr(self, f"weight_slots_{k}"))
+            w = w.view(w.shape[0], w.shape[1], -1, slots)  # [N, C, paths of l1, P_l1]
+            xw = w @ x[l1] if slots > 1 else w * x[l1]  # [N, C, paths of l1, 2l1+1]
+            xq = xw.index_select(2, getattr(self, f"column_row_{k}"))  # [N, C, Q_l1, 2l1+1]
+            z = (xq * ak).sum(-1)  # [N, C, Q_l1]
+            widths = [count * (2 * l3 + 1) for l3, count in self.runs[k]]
+            for (l3, count), run in zip(self.runs[k], z.split(widths, dim=-1)):
+                term = run.unflatten(-1, (count, 2 * l3 + 1)).sum(2)
                 out[l3] = term if out[l3] is None else out[l3] + term
         return [t for t in out if t is not None]
 
@@ -122,13 +138,15 @@ class EdgeTensorProduct(nn.Module):
     For channel-wise node features gathered on the edges, ``x[l1] [E, C, 2l1+1]``, and
     channel-free edge harmonics ``y [E, D_y]`` (ranks ``0..max_l2`` concatenated),
 
-    .. math::  m[e, c, (p, k)] = \sum_i x[l_1][e, c, i] \sum_j y[e, j]\, K_p[i, j, k]
+    .. math::  m[e, k, p, c] = \sum_i x[l_1][e, c, i] \sum_j y[e, j]\, K_p[i, j, k]
 
     times ``path_scale[l3]``, for every path ``p``. The inner sum is channel-free and done once
-    per edge; paths sharing ``l1`` are stacked, so each input rank costs one matrix product and
-    one batched matrix product. The output is one block ``[E, C, P, 2 l3 + 1]`` per pair
-    ``(l1, l3)`` (``self.blocks``), its ``P`` paths ordered by ``l2``: concatenating the blocks of
-    an ``l3`` over ``l1`` gives the paths in the listed order (``l3``, then ``l1``, then ``l2``).
+    per edge; all paths sharing ``l1`` are stacked, so each input rank costs one matrix product
+    and one batched matrix product, whatever its number of paths. The output is channel-last:
+    one block ``[E, 2 l3 + 1, P, C]`` per pair ``(l1, l3)`` (``self.blocks``), its ``P`` paths
+    ordered by ``l2``, so that a per-edge weight ``[E, P, C]`` multiplies it with contiguous
+    inner loops. Concatenating the blocks of an ``l3`` over ``l1`` (on the path axis) gives the
+    paths in the listed order (``l3``, then ``l1``, then ``l2``).
 
     Args:
         paths: the paths, ordered by ``l3``, then ``l1``, then ``l2``.
@@ -155,30 +173,36 @@ class EdgeTensorProduct(nn.Module):
         self.ranks_l1 = sorted({p.l1 for p in self.paths})
         #: per l1 group: the (l3, number of paths, first path index) of each output block
         self.blocks: list[list[tuple[int, int, int]]] = []
+        self.widths: list[list[int]] = []  # per l1 group: (2 l3 + 1) P of each block
         for l1 in self.ranks_l1:
-            specs = []
+            specs, pieces = [], []
             for l3 in sorted({p.l3 for p in self.paths if p.l1 == l1}):
                 group = [(n, p) for n, p in enumerate(self.paths) if (p.l1, p.l3) == (l1, l3)]
                 big = torch.zeros(
-                    (max_l2 + 1) ** 2, 2 * l1 + 1, len(group), 2 * l3 + 1, dtype=torch.float64
-                )
+                    (max_l2 + 1) ** 2, 2 * l3 + 1, len(group), 2 * l1 + 1, dtype=torch.float64
+                )  # [j, k, p, i]
                 for slot, (_, p) in enumerate(group):
                     scale = 1.0 if path_scale is None else path_scale[l3]
-                    block = scale * coupling_tensor(*p).permute(1, 0, 2)  # [2l2+1, 2l1+1, 2l3+1]
+                    block = scale * coupling_tensor(*p).permute(1, 2, 0)  # [2l2+1, 2l3+1, 2l1+1]
                     big[offsets[p.l2] : offsets[p.l2 + 1], :, slot, :] = block
-                self.register_buffer(f"coupling_{l1}_{l3}", big.reshape(big.shape[0], -1))
+                pieces.append(big.flatten(1, 2))
                 specs.append((l3, len(group), group[0][0]))
+            coupling = torch.cat(pieces, dim=1)  # [D_y, Q_l1, 2l1+1], blocks one after another
+            self.register_buffer(f"coupling_{l1}", coupling.flatten(1))
             self.blocks.append(specs)
+            self.widths.append([piece.shape[1] for piece in pieces])
 
     def forward(self, x: list[Tensor], y: Tensor) -> list[list[Tensor]]:
-        """``x[l1] [E, C, 2l1+1]``, ``y [E, D_y]`` -> per ``l1`` group, ``[E, C, P, 2l3+1]``."""
+        """``x[l1] [E, C, 2l1+1]``, ``y [E, D_y]`` -> per ``l1`` group, ``[E, 2l3+1, P, C]``."""
         out = []
-        for l1, specs in zip(self.ranks_l1, self.blocks):
-            blocks = []
-            for l3, count, _ in specs:
-                coupling = getattr(self, f"coupling_{l1}_{l3}")
-                yk = (y @ coupling).view(y.shape[0], 2 * l1 + 1, -1)  # [E, 2l1+1, P (2l3+1)]
-                m = torch.bmm(x[l1], yk)  # [E, C, P (2l3+1)]
-                blocks.append(m.view(m.shape[0], m.shape[1], count, 2 * l3 + 1))
-            out.append(blocks)
+        for l1, specs, widths in zip(self.ranks_l1, self.blocks, self.widths):
+            coupling = getattr(self, f"coupling_{l1}")
+            yk = (y @ coupling).view(y.shape[0], -1, 2 * l1 + 1)  # [E, Q_l1, 2l1+1]
+            m = torch.bmm(yk, x[l1].transpose(1, 2))  # [E, Q_l1, C]
+            out.append(
+                [
+                    block.unflatten(1, (2 * l3 + 1, count))
+                    for block, (l3, count, _) in zip(m.split(widths, dim=1), specs)
+                ]
+            )
         return out
