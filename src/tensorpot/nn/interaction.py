@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from tensorpot.nn.convolution import convolution
 from tensorpot.nn.linear import RankLinear, SpeciesLinear
 from tensorpot.nn.radial import RadialMLP
 from tensorpot.nn.tensor_product import EdgeTensorProduct
@@ -73,6 +74,9 @@ class Interaction(nn.Module):
             [nn.Parameter(torch.randn(num_channels, p, num_product_channels)) for p in counts]
         )
         self.num_channels = num_channels
+        self.groups = tuple(
+            (l1, tuple(spec)) for l1, spec in zip(self.product.ranks_l1, self.product.blocks)
+        )
         self.post_scales = [1.0 / (avg_num_neighbors * math.sqrt(num_channels * p)) for p in counts]
 
     def forward(
@@ -94,21 +98,25 @@ class Interaction(nn.Module):
         ``sc[l] [N, C, 2l+1]`` for ``l <= out_max_rank``.
         """
         sc = self.self_connection(h, species)
-        centre, neighbour = edge_index[0], edge_index[1]
-        x = [h_l[neighbour] for h_l in self.pre_linear(h)]  # [E, C, 2l+1]
         radial = self.radial(radial_features)  # [G, P C]
-        if edge_pair is not None:
-            radial = radial[edge_pair]
-        radial = radial.view(-1, self.num_paths, self.num_channels)  # [E, P, C]
-        num_nodes = h[0].shape[0]
+        radial = radial.view(radial.shape[0], self.num_paths, self.num_channels)
+        if edge_pair is None:
+            edge_pair = torch.arange(edge_index.shape[1], device=edge_index.device)
+        x = self.pre_linear(h)
+        blocks = convolution(
+            [x[l1] for l1 in self.product.ranks_l1],
+            self.product.channel_free(harmonics),
+            radial,
+            edge_index,
+            edge_pair,
+            self.groups,
+        )
         aggregated: list[list[Tensor]] = [[] for _ in self.counts]
-        for blocks, spec in zip(self.product(x, harmonics), self.product.blocks):
-            for m, (l3, count, first) in zip(blocks, spec):
-                m = m * radial[:, None, first : first + count]  # [E, 2l3+1, P, C]
-                agg = m.new_zeros((num_nodes,) + m.shape[1:]).index_add_(0, centre, m)
-                aggregated[l3].append(agg)
+        specs = [spec for group in self.product.blocks for spec in group]
+        for block, (l3, _, _) in zip(blocks, specs):
+            aggregated[l3].append(block)  # [N, 2l3+1, P, C]
         out = []
-        for blocks, w, post in zip(aggregated, self.post_weights, self.post_scales):
-            agg = torch.cat(blocks, dim=2)  # [N, 2l3+1, P_l3, C], paths in the listed order
+        for parts, w, post in zip(aggregated, self.post_weights, self.post_scales):
+            agg = torch.cat(parts, dim=2)  # [N, 2l3+1, P_l3, C], paths in the listed order
             out.append(torch.einsum("nkpc,cpd->ndk", agg, w) * post)  # [N, C_prod, 2l+1]
         return out, sc

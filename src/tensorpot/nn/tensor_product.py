@@ -192,12 +192,19 @@ class EdgeTensorProduct(nn.Module):
             self.blocks.append(specs)
             self.widths.append([piece.shape[1] for piece in pieces])
 
+    def channel_free(self, y: Tensor) -> list[Tensor]:
+        """The inner, channel-free sum of every ``l1`` group: ``YK [E, Q_l1, 2l1+1]``."""
+        return [
+            (y @ getattr(self, f"coupling_{l1}")).view(y.shape[0], -1, 2 * l1 + 1)
+            for l1 in self.ranks_l1
+        ]
+
     def forward(self, x: list[Tensor], y: Tensor) -> list[list[Tensor]]:
         """``x[l1] [E, C, 2l1+1]``, ``y [E, D_y]`` -> per ``l1`` group, ``[E, 2l3+1, P, C]``."""
         out = []
-        for l1, specs, widths in zip(self.ranks_l1, self.blocks, self.widths):
-            coupling = getattr(self, f"coupling_{l1}")
-            yk = (y @ coupling).view(y.shape[0], -1, 2 * l1 + 1)  # [E, Q_l1, 2l1+1]
+        for l1, yk, specs, widths in zip(
+            self.ranks_l1, self.channel_free(y), self.blocks, self.widths
+        ):
             m = torch.bmm(yk, x[l1].transpose(1, 2))  # [E, Q_l1, C]
             out.append(
                 [

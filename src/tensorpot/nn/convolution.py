@@ -1,0 +1,149 @@
+r"""The convolution of the interaction as one autograd node: gather, product, radial weight, sum.
+
+For every block ``(l1, l3)`` of :class:`tensorpot.nn.tensor_product.EdgeTensorProduct`,
+
+.. math::
+
+    A_b[u, k, p, c] = \sum_{e = (u, v)} R[g(e), f_b + p, c]
+        \sum_i YK_{l_1}[e, (k, p)_b, i]\, h_{l_1}[v, c, i]
+
+with ``YK`` the channel-free contraction of the edge harmonics with the couplings, ``R`` the
+radial weights of the edge's pair ``g(e)`` (:mod:`tensorpot.data.pairs`) and ``f_b`` the first
+path of the block. Written with plain operations, autograd would keep every per-edge message
+``[E, 2l3+1, P, C]`` (the largest tensors of the model) for the backward pass. This node keeps
+only its inputs (node features, the channel-free ``YK``, radial weights per pair) and recomputes
+the gathers and messages chunk by chunk of edges when the gradient is taken, which bounds the
+extra memory of a large cell by one chunk's messages (:data:`CHUNK_BYTES`); when all edges fit
+in one chunk, its messages are kept instead of recomputed. The backward pass is written with
+differentiable operations, so forces can themselves be differentiated (training on forces).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: per l1 group: (l1, ((l3, number of paths, first path index), ...))
+Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
+
+#: edges are processed in chunks whose messages ``[E_chunk, Q_l1, C]`` take at most this many
+#: bytes, so the transient memory of a large cell is bounded (a molecule batch is one chunk)
+CHUNK_BYTES = 2**28
+
+
+def _chunks(num_edges: int, groups: Groups, channels: int, itemsize: int):
+    widest = max(sum(count * (2 * l3 + 1) for l3, count, _ in specs) for _, specs in groups)
+    size = max(1, CHUNK_BYTES // (widest * channels * itemsize))
+    for start in range(0, num_edges, size):
+        yield slice(start, min(start + size, num_edges))
+
+
+def _blocks(m: Tensor, specs):
+    """The blocks ``[E, 2l3+1, P, C]`` of ``m [E, Q_l1, C]``, with their first path and count."""
+    start = 0
+    for l3, count, first in specs:
+        width = count * (2 * l3 + 1)
+        yield m[:, start : start + width].unflatten(1, (2 * l3 + 1, count)), first, count
+        start += width
+
+
+class _Convolution(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, centre, neighbour, edge_pair, radial, num_nodes, groups, *tensors):
+        hs, yks = tensors[: len(groups)], tensors[len(groups) :]
+        channels = hs[0].shape[1]
+        aggs = [
+            [hs[0].new_zeros((num_nodes, 2 * l3 + 1, count, channels)) for l3, count, _ in specs]
+            for _, specs in groups
+        ]
+        chunks = list(_chunks(centre.shape[0], groups, channels, hs[0].element_size()))
+        messages = []
+        for c in chunks:
+            weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
+            for (_, specs), h, yk, group_aggs in zip(groups, hs, yks, aggs):
+                x = h.index_select(0, neighbour[c])  # [E_c, C, i]
+                m = torch.bmm(yk[c], x.transpose(1, 2))  # [E_c, Q_l1, C]
+                for agg, (block, first, count) in zip(group_aggs, _blocks(m, specs)):
+                    agg.index_add_(0, centre[c], block * weights[:, None, first : first + count])
+                messages.append(m)
+        # one chunk: its messages are small enough to keep; otherwise they are recomputed
+        kept = messages if len(chunks) == 1 else []
+        ctx.save_for_backward(centre, neighbour, edge_pair, radial, *tensors, *kept)
+        ctx.groups = groups
+        return tuple(agg for group_aggs in aggs for agg in group_aggs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        centre, neighbour, edge_pair, radial, *tensors = ctx.saved_tensors
+        groups = ctx.groups
+        hs, yks = tensors[: len(groups)], tensors[len(groups) : 2 * len(groups)]
+        kept = tensors[2 * len(groups) :]
+        need = ctx.needs_input_grad
+        need_radial, need_h, need_yk = need[3], need[6 : 6 + len(groups)], need[6 + len(groups) :]
+        # the output gradients of each group side by side, [N, Q_l1, C], to gather them at once
+        g_nodes, k = [], 0
+        for _, specs in groups:
+            g_nodes.append(torch.cat([g.flatten(1, 2) for g in grads[k : k + len(specs)]], 1))
+            k += len(specs)
+        grad_radial = radial.new_zeros(radial.shape) if need_radial else None
+        grad_h = [h.new_zeros(h.shape) if n else None for h, n in zip(hs, need_h)]
+        grad_yk: list[list[Tensor]] = [[] for _ in groups]
+        channels = hs[0].shape[1]
+        for c in _chunks(centre.shape[0], groups, channels, hs[0].element_size()):
+            weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
+            pieces = []  # (first path, gradient of the radial weights [E_c, P, C])
+            for n, ((_, specs), h, yk) in enumerate(zip(groups, hs, yks)):
+                g = g_nodes[n].index_select(0, centre[c])  # [E_c, Q_l1, C]
+                x = h.index_select(0, neighbour[c])  # [E_c, C, i]
+                gm = torch.cat(
+                    [
+                        (block * weights[:, None, first : first + count]).flatten(1, 2)
+                        for block, first, count in _blocks(g, specs)
+                    ],
+                    dim=1,
+                )  # [E_c, Q_l1, C]
+                if need_radial:
+                    if kept and not torch.is_grad_enabled():  # kept (not differentiable)
+                        m = kept[n]
+                    else:  # recomputed, differentiable when the backward pass is
+                        m = torch.bmm(yk[c], x.transpose(1, 2))
+                    for (gb, first, _), (mb, _, _) in zip(_blocks(g, specs), _blocks(m, specs)):
+                        pieces.append((first, (gb * mb).sum(1)))
+                if need_yk[n]:
+                    grad_yk[n].append(torch.bmm(gm, x))  # [E_c, Q_l1, i]
+                if need_h[n]:
+                    grad_h[n].index_add_(0, neighbour[c], torch.bmm(gm.transpose(1, 2), yk[c]))
+            if need_radial:
+                per_edge = torch.cat([p for _, p in sorted(pieces, key=lambda t: t[0])], dim=1)
+                grad_radial.index_add_(0, edge_pair[c], per_edge)
+        grad_yk = [torch.cat(g) if n else None for g, n in zip(grad_yk, need_yk)]
+        return (None, None, None, grad_radial, None, None, *grad_h, *grad_yk)
+
+
+def convolution(
+    h: list[Tensor],
+    yk: list[Tensor],
+    radial: Tensor,
+    edge_index: Tensor,
+    edge_pair: Tensor,
+    groups: Groups,
+) -> list[Tensor]:
+    """Aggregated messages of every block, in the order of ``groups``.
+
+    Args:
+        h: node features of each group's ``l1``, ``[N, C, 2l1+1]``.
+        yk: channel-free contraction of each group, ``[E, Q_l1, 2l1+1]``.
+        radial: radial weights per edge pair ``[G, P, C]``.
+        edge_index: ``[2, E]`` (centre, neighbour).
+        edge_pair: ``[E]`` the pair of every edge (the row of ``radial``).
+        groups: the blocks of each group.
+
+    Returns:
+        ``[N, 2l3+1, P, C]`` per block.
+    """
+    num_nodes = h[0].shape[0]
+    return list(
+        _Convolution.apply(
+            edge_index[0], edge_index[1], edge_pair, radial, num_nodes, groups, *h, *yk
+        )
+    )
