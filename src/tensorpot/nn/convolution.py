@@ -57,7 +57,7 @@ class _Convolution(torch.autograd.Function):
             for _, specs in groups
         ]
         chunks = list(_chunks(centre.shape[0], groups, channels, hs[0].element_size()))
-        messages = []
+        kept = []
         for c in chunks:
             weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
             for (_, specs), h, yk, group_aggs in zip(groups, hs, yks, aggs):
@@ -65,9 +65,8 @@ class _Convolution(torch.autograd.Function):
                 m = torch.bmm(yk[c], x.transpose(1, 2))  # [E_c, Q_l1, C]
                 for agg, (block, first, count) in zip(group_aggs, _blocks(m, specs)):
                     agg.index_add_(0, centre[c], block * weights[:, None, first : first + count])
-                messages.append(m)
-        # one chunk: its messages are small enough to keep; otherwise they are recomputed
-        kept = messages if len(chunks) == 1 else []
+                if len(chunks) == 1:  # small enough to keep; otherwise recomputed
+                    kept.append(m)
         ctx.save_for_backward(centre, neighbour, edge_pair, radial, *tensors, *kept)
         ctx.groups = groups
         return tuple(agg for group_aggs in aggs for agg in group_aggs)
