@@ -135,6 +135,7 @@ def figure(results: dict, path: Path, batch: int, fixed_nu: int, fixed_L: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, type=int, metavar=("L", "NU"), help=argparse.SUPPRESS)
+    parser.add_argument("--min-L", type=int, default=0)
     parser.add_argument("--max-L", type=int, default=4)
     parser.add_argument("--max-correlation", type=int, default=6)
     parser.add_argument("--channels", type=int, default=8)
@@ -150,7 +151,7 @@ def main() -> None:
         child(*args.child, args)
         return
     results = {}
-    for L in range(args.max_L + 1):
+    for L in range(args.min_L, args.max_L + 1):
         for nu in range(1, args.max_correlation + 1):
             results[(L, nu)] = run_point(L, nu, args)
             print(f"L={L} nu={nu}: {results[(L, nu)]}", file=sys.stderr, flush=True)

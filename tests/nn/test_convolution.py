@@ -48,12 +48,14 @@ def _fused(product, edge_index, edge_pair, h, vectors, radial, groups):
     return convolution(h, product.channel_free(y), radial, edge_index, edge_pair, groups)
 
 
-@pytest.mark.parametrize("chunk_bytes", [None, 1000])
+@pytest.mark.parametrize("chunk_bytes", [None, 1000, "no-keep"])
 @pytest.mark.parametrize("max_l1,max_l2", [(0, 2), (1, 1), (2, 3)])
 def test_fused_equals_plain_with_gradients_and_second_derivatives(
     max_l1, max_l2, chunk_bytes, monkeypatch
 ):
-    if chunk_bytes is not None:  # edges in several chunks
+    if chunk_bytes == "no-keep":  # one chunk whose messages are recomputed
+        monkeypatch.setattr("tensorpot.nn.convolution.KEEP_BYTES", 0)
+    elif chunk_bytes is not None:  # edges in several chunks
         monkeypatch.setattr("tensorpot.nn.convolution.CHUNK_BYTES", chunk_bytes)
     product, edge_index, edge_pair, h, vectors, radial, groups = _case(max_l1, max_l2)
     fused = _fused(product, edge_index, edge_pair, h, vectors, radial, groups)
@@ -70,7 +72,7 @@ def test_fused_equals_plain_with_gradients_and_second_derivatives(
     d_fused = torch.autograd.grad(scalar(fused), inputs, create_graph=True)
     d_plain = torch.autograd.grad(scalar(plain), inputs, create_graph=True)
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(d_fused, d_plain))
-    # without create_graph (forces at inference), the messages kept by a single chunk are used
+    # without create_graph (forces at inference): the kept messages, if any, are used
     fused = _fused(product, edge_index, edge_pair, h, vectors, radial, groups)
     d_inference = torch.autograd.grad(scalar(fused), inputs)
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(d_inference, d_plain))

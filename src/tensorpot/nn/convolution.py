@@ -13,9 +13,11 @@ path of the block. Written with plain operations, autograd would keep every per-
 ``[E, 2l3+1, P, C]`` (the largest tensors of the model) for the backward pass. This node keeps
 only its inputs (node features, the channel-free ``YK``, radial weights per pair) and recomputes
 the gathers and messages chunk by chunk of edges when the gradient is taken, which bounds the
-extra memory of a large cell by one chunk's messages (:data:`CHUNK_BYTES`); when all edges fit
-in one chunk, its messages are kept instead of recomputed. The backward pass is written with
-differentiable operations, so forces can themselves be differentiated (training on forces).
+extra memory of a large cell by one chunk's messages (:data:`CHUNK_BYTES`); when the messages
+of all edges are small (:data:`KEEP_BYTES`) and the model is not training, they are kept
+instead of recomputed. The backward
+pass is written with differentiable operations, so forces can themselves be differentiated
+(training on forces).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
 #: edges are processed in chunks whose messages ``[E_chunk, Q_l1, C]`` take at most this many
 #: bytes, so the transient memory of a large cell is bounded (a molecule batch is one chunk)
 CHUNK_BYTES = 2**28
+
+#: messages of a single chunk are kept for the backward pass (not recomputed) up to this size:
+#: a small graph saves a batched product per group, a large one keeps its memory
+KEEP_BYTES = 2**24
 
 
 def _chunks(num_edges: int, groups: Groups, channels: int, itemsize: int):
@@ -49,7 +55,7 @@ def _blocks(m: Tensor, specs):
 
 class _Convolution(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, centre, neighbour, edge_pair, radial, num_nodes, groups, *tensors):
+    def forward(ctx, centre, neighbour, edge_pair, radial, num_nodes, groups, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
         channels = hs[0].shape[1]
         aggs = [
@@ -57,6 +63,8 @@ class _Convolution(torch.autograd.Function):
             for _, specs in groups
         ]
         chunks = list(_chunks(centre.shape[0], groups, channels, hs[0].element_size()))
+        size = centre.shape[0] * channels * sum(yk.shape[1] for yk in yks) * hs[0].element_size()
+        keep = may_keep and len(chunks) == 1 and size <= KEEP_BYTES
         kept = []
         for c in chunks:
             weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
@@ -65,7 +73,7 @@ class _Convolution(torch.autograd.Function):
                 m = torch.bmm(yk[c], x.transpose(1, 2))  # [E_c, Q_l1, C]
                 for agg, (block, first, count) in zip(group_aggs, _blocks(m, specs)):
                     agg.index_add_(0, centre[c], block * weights[:, None, first : first + count])
-                if len(chunks) == 1:  # small enough to keep; otherwise recomputed
+                if keep:  # small enough to keep; otherwise recomputed
                     kept.append(m)
         ctx.save_for_backward(centre, neighbour, edge_pair, radial, *tensors, *kept)
         ctx.groups = groups
@@ -78,7 +86,7 @@ class _Convolution(torch.autograd.Function):
         hs, yks = tensors[: len(groups)], tensors[len(groups) : 2 * len(groups)]
         kept = tensors[2 * len(groups) :]
         need = ctx.needs_input_grad
-        need_radial, need_h, need_yk = need[3], need[6 : 6 + len(groups)], need[6 + len(groups) :]
+        need_radial, need_h, need_yk = need[3], need[7 : 7 + len(groups)], need[7 + len(groups) :]
         # the output gradients of each group side by side, [N, Q_l1, C], to gather them at once
         g_nodes, k = [], 0
         for _, specs in groups:
@@ -116,7 +124,7 @@ class _Convolution(torch.autograd.Function):
                 per_edge = torch.cat([p for _, p in sorted(pieces, key=lambda t: t[0])], dim=1)
                 grad_radial.index_add_(0, edge_pair[c], per_edge)
         grad_yk = [torch.cat(g) if n else None for g, n in zip(grad_yk, need_yk)]
-        return (None, None, None, grad_radial, None, None, *grad_h, *grad_yk)
+        return (None, None, None, grad_radial, None, None, None, *grad_h, *grad_yk)
 
 
 def convolution(
@@ -126,6 +134,7 @@ def convolution(
     edge_index: Tensor,
     edge_pair: Tensor,
     groups: Groups,
+    keep_messages: bool = True,
 ) -> list[Tensor]:
     """Aggregated messages of every block, in the order of ``groups``.
 
@@ -136,6 +145,8 @@ def convolution(
         edge_index: ``[2, E]`` (centre, neighbour).
         edge_pair: ``[E]`` the pair of every edge (the row of ``radial``).
         groups: the blocks of each group.
+        keep_messages: allow keeping small messages for the backward pass; pass ``False`` when
+            the backward pass will itself be differentiated (training), which recomputes them.
 
     Returns:
         ``[N, 2l3+1, P, C]`` per block.
@@ -143,6 +154,14 @@ def convolution(
     num_nodes = h[0].shape[0]
     return list(
         _Convolution.apply(
-            edge_index[0], edge_index[1], edge_pair, radial, num_nodes, groups, *h, *yk
+            edge_index[0],
+            edge_index[1],
+            edge_pair,
+            radial,
+            num_nodes,
+            groups,
+            keep_messages,
+            *h,
+            *yk,
         )
     )

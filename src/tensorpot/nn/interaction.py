@@ -110,6 +110,7 @@ class Interaction(nn.Module):
             edge_index,
             edge_pair,
             self.groups,
+            keep_messages=not self.training,  # training differentiates the backward pass
         )
         aggregated: list[list[Tensor]] = [[] for _ in self.counts]
         specs = [spec for group in self.product.blocks for spec in group]
