@@ -48,9 +48,8 @@ def edge_pairs(edge_index: Tensor, cell_shifts: Tensor, num_nodes: int) -> tuple
         return ((a * num_nodes + b) * base + s[:, 0]) * base**2 + s[:, 1] * base + s[:, 2]
 
     forward, backward = key(centre, neighbour, shifts), key(neighbour, centre, -shifts)
-    _, group = torch.unique(torch.minimum(forward, backward), return_inverse=True)
-    num_groups = int(group.max()) + 1
-    first = torch.full((num_groups,), num_edges, dtype=torch.long, device=device)
+    keys, group = torch.unique(torch.minimum(forward, backward), return_inverse=True)
+    first = torch.full((keys.shape[0],), num_edges, dtype=torch.long, device=device)
     first = first.scatter_reduce(
         0, group, torch.arange(num_edges, device=device), reduce="amin", include_self=True
     )

@@ -15,9 +15,8 @@ only its inputs (node features, the channel-free ``YK``, radial weights per pair
 the gathers and messages chunk by chunk of edges when the gradient is taken, which bounds the
 extra memory of a large cell by one chunk's messages (:data:`CHUNK_BYTES`); when the messages
 of all edges are small (:data:`KEEP_BYTES`) and the model is not training, they are kept
-instead of recomputed. The backward
-pass is written with differentiable operations, so forces can themselves be differentiated
-(training on forces).
+instead of recomputed. The backward pass is written with differentiable operations, so forces
+can themselves be differentiated (training on forces).
 """
 
 from __future__ import annotations
