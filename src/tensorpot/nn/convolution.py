@@ -21,6 +21,8 @@ can themselves be differentiated (training on forces).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -28,11 +30,13 @@ from torch import Tensor
 Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
 
 #: edges are processed in chunks whose messages ``[E_chunk, Q_l1, C]`` take at most this many
-#: bytes, so the transient memory of a large cell is bounded (a molecule batch is one chunk)
-CHUNK_BYTES = 2**28
+#: bytes: the transient memory of a large cell is bounded, and a chunk's gather, product and
+#: sum run from cache (4 MiB: on a 2-core machine, time per atom of an fcc cell stays flat
+#: from 108 to 5,324 atoms; at 256 MiB it grew 1.6x, benchmarks/workloads.py --workload fcc)
+CHUNK_BYTES = 2**22
 
-#: messages of a single chunk are kept for the backward pass (not recomputed) up to this size:
-#: a small graph saves a batched product per group, a large one keeps its memory
+#: messages of all chunks together are kept for the backward pass (not recomputed) up to this
+#: size: a small graph saves a batched product per group, a large one keeps its memory
 KEEP_BYTES = 2**24
 
 
@@ -43,13 +47,13 @@ def _chunks(num_edges: int, groups: Groups, channels: int, itemsize: int):
         yield slice(start, min(start + size, num_edges))
 
 
-def _blocks(m: Tensor, specs):
-    """The blocks ``[E, 2l3+1, P, C]`` of ``m [E, Q_l1, C]``, with their first path and count."""
-    start = 0
-    for l3, count, first in specs:
-        width = count * (2 * l3 + 1)
-        yield m[:, start : start + width].unflatten(1, (2 * l3 + 1, count)), first, count
-        start += width
+@functools.lru_cache(maxsize=256)
+def _path_columns(specs: tuple[tuple[int, int, int], ...], device: torch.device) -> Tensor:
+    """The path of every column ``(k, p)`` of a group's messages ``[E, Q_l1, C]``."""
+    cols = [
+        first + p for l3, count, first in specs for _ in range(2 * l3 + 1) for p in range(count)
+    ]
+    return torch.tensor(cols, dtype=torch.long, device=device)
 
 
 class _Convolution(torch.autograd.Function):
@@ -57,26 +61,30 @@ class _Convolution(torch.autograd.Function):
     def forward(ctx, centre, neighbour, edge_pair, radial, num_nodes, groups, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
         channels = hs[0].shape[1]
-        aggs = [
-            [hs[0].new_zeros((num_nodes, 2 * l3 + 1, count, channels)) for l3, count, _ in specs]
-            for _, specs in groups
-        ]
+        aggs = [hs[0].new_zeros((num_nodes, yk.shape[1], channels)) for yk in yks]
         chunks = list(_chunks(centre.shape[0], groups, channels, hs[0].element_size()))
         size = centre.shape[0] * channels * sum(yk.shape[1] for yk in yks) * hs[0].element_size()
-        keep = may_keep and len(chunks) == 1 and size <= KEEP_BYTES
+        keep = may_keep and size <= KEEP_BYTES
         kept = []
         for c in chunks:
             weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
-            for (_, specs), h, yk, group_aggs in zip(groups, hs, yks, aggs):
+            for (_, specs), h, yk, agg in zip(groups, hs, yks, aggs):
                 x = h.index_select(0, neighbour[c])  # [E_c, C, i]
                 m = torch.bmm(yk[c], x.transpose(1, 2))  # [E_c, Q_l1, C]
-                for agg, (block, first, count) in zip(group_aggs, _blocks(m, specs)):
-                    agg.index_add_(0, centre[c], block * weights[:, None, first : first + count])
-                if keep:  # small enough to keep; otherwise recomputed
+                weighted = torch.empty_like(m)
+                start = 0
+                for l3, count, first in specs:  # block by block, into one buffer
+                    width = count * (2 * l3 + 1)
+                    block = m[:, start : start + width].unflatten(1, (2 * l3 + 1, count))
+                    out = weighted[:, start : start + width].unflatten(1, (2 * l3 + 1, count))
+                    torch.mul(block, weights[:, None, first : first + count], out=out)
+                    start += width
+                agg.index_add_(0, centre[c], weighted)
+                if keep:  # small enough to keep (chunk by chunk); otherwise recomputed
                     kept.append(m)
         ctx.save_for_backward(centre, neighbour, edge_pair, radial, *tensors, *kept)
         ctx.groups = groups
-        return tuple(agg for group_aggs in aggs for agg in group_aggs)
+        return tuple(aggs)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -86,41 +94,30 @@ class _Convolution(torch.autograd.Function):
         kept = tensors[2 * len(groups) :]
         need = ctx.needs_input_grad
         need_radial, need_h, need_yk = need[3], need[7 : 7 + len(groups)], need[7 + len(groups) :]
-        # the output gradients of each group side by side, [N, Q_l1, C], to gather them at once
-        g_nodes, k = [], 0
-        for _, specs in groups:
-            g_nodes.append(torch.cat([g.flatten(1, 2) for g in grads[k : k + len(specs)]], 1))
-            k += len(specs)
+        columns = [_path_columns(specs, radial.device) for _, specs in groups]
         grad_radial = radial.new_zeros(radial.shape) if need_radial else None
         grad_h = [h.new_zeros(h.shape) if n else None for h, n in zip(hs, need_h)]
         grad_yk: list[list[Tensor]] = [[] for _ in groups]
         channels = hs[0].shape[1]
-        for c in _chunks(centre.shape[0], groups, channels, hs[0].element_size()):
+        chunks = _chunks(centre.shape[0], groups, channels, hs[0].element_size())
+        for i, c in enumerate(chunks):
             weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
-            pieces = []  # (first path, gradient of the radial weights [E_c, P, C])
-            for n, ((_, specs), h, yk) in enumerate(zip(groups, hs, yks)):
-                g = g_nodes[n].index_select(0, centre[c])  # [E_c, Q_l1, C]
+            per_edge = weights.new_zeros(weights.shape) if need_radial else None
+            for n, (h, yk, cols) in enumerate(zip(hs, yks, columns)):
+                g = grads[n].index_select(0, centre[c])  # [E_c, Q_l1, C]
                 x = h.index_select(0, neighbour[c])  # [E_c, C, i]
-                gm = torch.cat(
-                    [
-                        (block * weights[:, None, first : first + count]).flatten(1, 2)
-                        for block, first, count in _blocks(g, specs)
-                    ],
-                    dim=1,
-                )  # [E_c, Q_l1, C]
+                gm = g * weights.index_select(1, cols)  # [E_c, Q_l1, C]
                 if need_radial:
                     if kept and not torch.is_grad_enabled():  # kept (not differentiable)
-                        m = kept[n]
+                        m = kept[i * len(groups) + n]
                     else:  # recomputed, differentiable when the backward pass is
                         m = torch.bmm(yk[c], x.transpose(1, 2))
-                    for (gb, first, _), (mb, _, _) in zip(_blocks(g, specs), _blocks(m, specs)):
-                        pieces.append((first, (gb * mb).sum(1)))
+                    per_edge = per_edge.index_add(1, cols, g * m)  # [E_c, P, C]
                 if need_yk[n]:
                     grad_yk[n].append(torch.bmm(gm, x))  # [E_c, Q_l1, i]
                 if need_h[n]:
                     grad_h[n].index_add_(0, neighbour[c], torch.bmm(gm.transpose(1, 2), yk[c]))
             if need_radial:
-                per_edge = torch.cat([p for _, p in sorted(pieces, key=lambda t: t[0])], dim=1)
                 grad_radial.index_add_(0, edge_pair[c], per_edge)
         grad_yk = [torch.cat(g) if n else None for g, n in zip(grad_yk, need_yk)]
         return (None, None, None, grad_radial, None, None, None, *grad_h, *grad_yk)
@@ -151,16 +148,22 @@ def convolution(
         ``[N, 2l3+1, P, C]`` per block.
     """
     num_nodes = h[0].shape[0]
-    return list(
-        _Convolution.apply(
-            edge_index[0],
-            edge_index[1],
-            edge_pair,
-            radial,
-            num_nodes,
-            groups,
-            keep_messages,
-            *h,
-            *yk,
-        )
+    aggs = _Convolution.apply(
+        edge_index[0],
+        edge_index[1],
+        edge_pair,
+        radial,
+        num_nodes,
+        groups,
+        keep_messages,
+        *h,
+        *yk,
     )
+    blocks = []
+    for agg, (_, specs) in zip(aggs, groups):  # [N, Q_l1, C] -> [N, 2l3+1, P, C] per block
+        start = 0
+        for l3, count, _ in specs:
+            width = count * (2 * l3 + 1)
+            blocks.append(agg[:, start : start + width].unflatten(1, (2 * l3 + 1, count)))
+            start += width
+    return blocks
