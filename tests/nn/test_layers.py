@@ -148,3 +148,36 @@ def test_edge_product_matches_reference():
             )
             expected.append(to_compressed(full, l3))
         assert torch.allclose(torch.cat(per_rank[l3], dim=2), torch.stack(expected, 2), atol=TOL)
+
+
+@pytest.mark.parametrize(
+    "max_rank,out_rank,correlation,symmetric",
+    [(1, 1, 4, False), (1, 0, 3, True), (2, 2, 3, False), (2, 0, 3, True), (3, 3, 2, False)],
+)
+def test_dense_product_steps_equal_block_sparse(
+    max_rank, out_rank, correlation, symmetric, monkeypatch
+):
+    """Every step as one dense product gives the block-sparse result, and its derivatives."""
+    import tensorpot.nn.product_basis as pb
+
+    def build(dense: bool) -> ProductBasis:
+        monkeypatch.setattr(pb, "use_dense", lambda step, max_l2: dense)
+        torch.manual_seed(3)
+        return ProductBasis(3, 2, max_rank, out_rank, correlation, symmetric=symmetric).double()
+
+    dense, sparse = build(True), build(False)
+    assert all(dense.dense) and not any(sparse.dense)
+    species = torch.tensor([0, 1, 1, 0, 1])
+    a = [f.requires_grad_() for f in features(5, 3, max_rank, 21)]
+    out_d, out_s = dense(a, species), sparse(a, species)
+    assert all(torch.allclose(d, s, atol=TOL) for d, s in zip(out_d, out_s))
+    probe = features(5, 3, out_rank, 22)
+    grads = []
+    for out in (out_d, out_s):
+        g = torch.autograd.grad(
+            sum((o * p).sum() for o, p in zip(out, probe)), a, create_graph=True
+        )
+        grads.append((g, torch.autograd.grad(sum((x**2).sum() for x in g), a)))
+    (g_d, gg_d), (g_s, gg_s) = grads
+    assert all(torch.allclose(d, s, atol=TOL) for d, s in zip(g_d, g_s))
+    assert all(torch.allclose(d, s, atol=1e-9) for d, s in zip(gg_d, gg_s))

@@ -81,6 +81,29 @@ class NodeTensorProduct(nn.Module):
                     runs.append((p.l3, 1))
             self.runs.append(runs)
 
+    def dense_coupling(self, max_l2: int) -> Tensor:
+        r"""All paths as one matrix ``K [D_x D_a, D_T]``: ``T = vec(x \otimes a) K``.
+
+        Rows are ``(l1, slot, i, j)`` of the flattened ``x`` (ranks concatenated, slots then
+        components) times ``a``'s components ``j``; columns are ``T``'s ``(l3, slot, k)`` in the
+        order of :meth:`forward`. One matrix product per node and channel replaces the per-rank
+        products: fewer and larger operations, worth it while ``K`` is small.
+        """
+        d_a = (max_l2 + 1) ** 2
+        sizes_in = [p * (2 * r + 1) for r, p in enumerate(self.in_multiplicities)]
+        sizes_out = [p * (2 * r + 1) for r, p in enumerate(self.out_multiplicities)]
+        off_in = [sum(sizes_in[:r]) for r in range(len(sizes_in))]
+        off_out = [sum(sizes_out[:r]) for r in range(len(sizes_out))]
+        dense = torch.zeros(sum(sizes_in), d_a, sum(sizes_out), dtype=torch.float64)
+        for n, p in enumerate(self.paths):
+            block = coupling_tensor(*p)  # [2l1+1, 2l2+1, 2l3+1]
+            d1, d3 = 2 * p.l1 + 1, 2 * p.l3 + 1
+            for s in range(self.in_multiplicities[p.l1]):
+                row = off_in[p.l1] + s * d1
+                col = off_out[p.l3] + (self.slot_offset[n] + s) * d3
+                dense[row : row + d1, p.l2**2 : (p.l2 + 1) ** 2, col : col + d3] = block
+        return dense.reshape(-1, dense.shape[-1])
+
     def _contract(self, x: list[Tensor], a: Tensor):
         """Per ``l1``: ``aK [N, C, Q_l1, 2l1+1]``, ``a`` contracted with the group's couplings."""
         for k, l1 in enumerate(self.ranks_l1):
