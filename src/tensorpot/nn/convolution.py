@@ -56,6 +56,12 @@ def _path_columns(specs: tuple[tuple[int, int, int], ...], device: torch.device)
     return torch.tensor(cols, dtype=torch.long, device=device)
 
 
+def _messages(yk: Tensor, x: Tensor) -> Tensor:
+    """``[E, Q, i] x [E, C, i] -> [E, Q, C]``; for scalars (``i = 1``) an outer product, which
+    runs several times faster than a batched product of 1-wide matrices."""
+    return yk * x.transpose(1, 2) if yk.shape[-1] == 1 else torch.bmm(yk, x.transpose(1, 2))
+
+
 class _Convolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, centre, neighbour, edge_pair, radial, num_nodes, groups, may_keep, *tensors):
@@ -70,7 +76,7 @@ class _Convolution(torch.autograd.Function):
             weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
             for (_, specs), h, yk, agg in zip(groups, hs, yks, aggs):
                 x = h.index_select(0, neighbour[c])  # [E_c, C, i]
-                m = torch.bmm(yk[c], x.transpose(1, 2))  # [E_c, Q_l1, C]
+                m = _messages(yk[c], x)  # [E_c, Q_l1, C]
                 weighted = torch.empty_like(m)
                 start = 0
                 for l3, count, first in specs:  # block by block, into one buffer
@@ -111,7 +117,7 @@ class _Convolution(torch.autograd.Function):
                     if kept and not torch.is_grad_enabled():  # kept (not differentiable)
                         m = kept[i * len(groups) + n]
                     else:  # recomputed, differentiable when the backward pass is
-                        m = torch.bmm(yk[c], x.transpose(1, 2))
+                        m = _messages(yk[c], x)
                     per_edge = per_edge.index_add(1, cols, g * m)  # [E_c, P, C]
                 if need_yk[n]:
                     grad_yk[n].append(torch.bmm(gm, x))  # [E_c, Q_l1, i]
