@@ -1,0 +1,145 @@
+"""Where the time of one scaling-study point goes: the pieces that bound the ratio to MACE.
+
+For one (L, nu) of the scaling study (3BPA, 8 channels, l_max = L, full basis, float64, energy +
+forces), interleaved medians:
+
+- the whole call of ICTP and MACE at batch 1 and at ``--batch`` (the difference is the cost per
+  structure, the rest a fixed cost per call);
+- the model with forces against the forward pass alone (ICTP);
+- the radial MLP (forward + backward to the lengths) of each ICTP layer on its rows per edge
+  pair, as ICTP evaluates it, and on one row per edge, as MACE does;
+- every product-basis step of each layer, forward + backward, as one dense product and as
+  block-sparse products (:func:`tensorpot.nn.product_basis.use_dense` picks one).
+
+    python benchmarks/breakdown.py --L 1 --correlation 3
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import common
+import tensorpot.nn.product_basis as product_basis
+from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.data.pairs import edge_pairs
+
+
+def ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.2f}"
+
+
+def whole_calls(args) -> None:
+    for batch in (1, args.batch):
+        frames = common.load_frames(batch)
+        calls = {
+            "ICTP": common.ictp_call(common.ictp_model(8, args.L, args.correlation, args.L), frames)
+        }
+        if common.mace_available() and args.L > 0:
+            calls["MACE"] = common.mace_call(
+                common.build_mace(8, args.L, args.correlation, args.L), frames
+            )
+        t = common.time_interleaved(calls, args.repeats)
+        print(
+            f"| whole call E + F, batch {batch} | "
+            + "; ".join(f"{k} {ms(v)}" for k, v in t.items())
+            + " |"
+        )
+
+
+def forces_share(model, batch, repeats: int) -> None:
+    def forward():
+        return model(batch, compute_forces=False).energy
+
+    def with_forces():
+        return model(batch, compute_forces=True).forces
+
+    t = common.time_interleaved({"E": forward, "E + F": with_forces}, repeats)
+    print(f"| ICTP forward only; with forces | E {ms(t['E'])}; E + F {ms(t['E + F'])} |")
+
+
+def radial_mlps(model, batch, repeats: int) -> None:
+    first, _ = edge_pairs(batch.edge_index, batch.cell_shifts, batch.positions.shape[0])
+    for rows, label in [
+        (first.shape[0], "pairs (ICTP)"),
+        (batch.edge_index.shape[1], "edges (MACE)"),
+    ]:
+        r = (torch.rand(rows, dtype=model.dtype) * 4 + 0.8).requires_grad_()
+        calls = {}
+        for k, layer in enumerate(model.layers):
+            mlp = layer.interaction.radial
+
+            def run(mlp=mlp, r=r):
+                out = mlp(model.radial(r))
+                return torch.autograd.grad(out, r, torch.ones_like(out))[0]
+
+            calls[f"layer {k}"] = run
+        t = common.time_interleaved(calls, repeats)
+        print(
+            f"| radial MLP fwd + bwd, {rows} {label} | "
+            + "; ".join(f"{k} {ms(v)}" for k, v in t.items())
+            + " |"
+        )
+
+
+def product_steps(model, num_nodes: int, max_rank: int, repeats: int) -> None:
+    species = torch.zeros(num_nodes, dtype=torch.long)
+    for k, layer in enumerate(model.layers):
+        basis = layer.product
+        num_species, channels = basis.sums[0].weights[0].shape[:2]
+        a = [
+            torch.randn(num_nodes, channels, 2 * r + 1, dtype=model.dtype).requires_grad_()
+            for r in range(max_rank + 1)
+        ]
+        calls = {}
+        for dense in (True, False):
+            original = product_basis.use_dense
+            product_basis.use_dense = lambda step, max_l2, dense=dense: dense
+            try:
+                torch.manual_seed(0)
+                variant = product_basis.ProductBasis(
+                    channels, num_species, max_rank, basis.out_max_rank, len(basis.steps) + 1
+                ).to(model.dtype)
+            finally:
+                product_basis.use_dense = original
+
+            def run(variant=variant, a=a):
+                out = variant(a, species)
+                return torch.autograd.grad(sum((o * o).sum() for o in out), a)
+
+            calls["dense" if dense else "block-sparse"] = run
+        t = common.time_interleaved(calls, repeats)
+        chosen = ["dense" if d else "block-sparse" for d in basis.dense]
+        print(
+            f"| product basis layer {k} fwd + bwd (steps chosen: {', '.join(chosen) or 'none'}) | "
+            + "; ".join(f"all {name} {ms(v)}" for name, v in t.items()) + " |"
+        )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--L", type=int, default=1)
+    parser.add_argument("--correlation", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = common.ictp_model(8, args.L, args.correlation, args.L)
+    frames = common.load_frames(args.batch)
+    batch = collate([atoms_to_graph(a, model.r_max) for a in frames], dtype=model.dtype)
+    print(
+        f"L={args.L}, nu={args.correlation}, 8 channels, batch {args.batch} "
+        f"({batch.positions.shape[0]} atoms, {batch.edge_index.shape[1]} edges), "
+        f"float64, {args.threads} threads, ms, median of {args.repeats} interleaved\n"
+    )
+    print("| piece | ms |\n|---|---|")
+    whole_calls(args)
+    forces_share(model, batch, args.repeats)
+    radial_mlps(model, batch, args.repeats)
+    product_steps(model, batch.positions.shape[0], args.L, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
