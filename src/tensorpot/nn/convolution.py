@@ -31,8 +31,8 @@ Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
 
 #: edges are processed in chunks whose messages ``[E_chunk, Q_l1, C]`` take at most this many
 #: bytes: the transient memory of a large cell is bounded, and a chunk's gather, product and
-#: sum run from cache (4 MiB: on a 2-core machine, time per atom of an fcc cell stays flat
-#: from 108 to 5,324 atoms; at 256 MiB it grew 1.6x, benchmarks/workloads.py --workload fcc)
+#: sum run from cache (4 MiB against 256 MiB halved the time per atom of fcc cells of 2,048
+#: atoms and more on a 2-core machine, benchmarks/workloads.py --workload fcc)
 CHUNK_BYTES = 2**22
 
 #: messages of all chunks together are kept for the backward pass (not recomputed) up to this
