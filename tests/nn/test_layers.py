@@ -161,7 +161,7 @@ def test_dense_product_steps_equal_block_sparse(
     import tensorpot.nn.product_basis as pb
 
     def build(dense: bool) -> ProductBasis:
-        monkeypatch.setattr(pb, "use_dense", lambda step, max_l2: dense)
+        monkeypatch.setattr(pb, "use_dense", lambda step: dense)
         torch.manual_seed(3)
         return ProductBasis(3, 2, max_rank, out_rank, correlation, symmetric=symmetric).double()
 

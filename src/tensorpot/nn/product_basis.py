@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tensorpot.nn.tensor_product import NodeTensorProduct
+from tensorpot.nn.tensor_product import NodeTensorProduct, rank_sizes
 from tensorpot.tensors import product_paths
 
 
@@ -104,10 +104,10 @@ class ProductBasis(nn.Module):
         self.multiplicities = counts
         # uncoupled steps with a small coupling matrix run as one dense product (see
         # NodeTensorProduct.dense_coupling); the buffers are derived, not saved
-        self.dense = [not coupled and use_dense(step, max_rank) for step in steps]
+        self.dense = [not coupled and use_dense(step) for step in steps]
         for k, step in enumerate(steps):
             if self.dense[k]:
-                self.register_buffer(f"dense_{k}", step.dense_coupling(max_rank), persistent=False)
+                self.register_buffer(f"dense_{k}", step.dense_coupling(), persistent=False)
         for k in range(len(self.sums)):
             slots = ([1] * (max_rank + 1) if k == 0 else steps[k - 1].out_multiplicities)[
                 : out_max_rank + 1
@@ -158,7 +158,7 @@ class ProductBasis(nn.Module):
         return used if ranks.shape[0] == ranks.shape[1] else used @ ranks
 
 
-def use_dense(step: NodeTensorProduct, max_l2: int) -> bool:
+def use_dense(step: NodeTensorProduct) -> bool:
     """Whether a product step runs as one dense product (:meth:`NodeTensorProduct.dense_coupling`).
 
     The dense matrix ``K`` does the work of the block-sparse products (``sum over l1 of
@@ -169,15 +169,12 @@ def use_dense(step: NodeTensorProduct, max_l2: int) -> bool:
     L = 2 first step up to 2x, L = 3 first step 1.5x; steps with ``K`` 16-40 times the sparse
     work 2-3x slower, so they keep the block-sparse products.
     """
-    d_in = sum(p * (2 * r + 1) for r, p in enumerate(step.in_multiplicities))
-    d_out = sum(p * (2 * r + 1) for r, p in enumerate(step.out_multiplicities))
-    size = d_in * (max_l2 + 1) ** 2 * d_out
+    d_a = (step.max_l2 + 1) ** 2
+    size = sum(rank_sizes(step.in_multiplicities)) * d_a * sum(rank_sizes(step.out_multiplicities))
     sparse = 0
     for k, l1 in enumerate(step.ranks_l1):
         q = getattr(step, f"coupling_{k}").shape[1] // (2 * l1 + 1)
-        sparse += (max_l2 + 1) ** 2 * q * (2 * l1 + 1) + step.in_multiplicities[l1] * (
-            2 * l1 + 1
-        ) * q
+        sparse += (d_a + step.in_multiplicities[l1]) * (2 * l1 + 1) * q
     return size < 1024 or size <= 3.5 * sparse
 
 
@@ -198,6 +195,6 @@ def _flat_columns(slots: list[int]) -> tuple[Tensor, Tensor]:
 
 def _unflatten(flat: Tensor, slots: list[int]) -> list[Tensor]:
     """``[N, C, D_T] -> [N, C, slots[l], 2l+1]`` per rank (views)."""
-    sizes = [p * (2 * r + 1) for r, p in enumerate(slots)]
+    sizes = rank_sizes(slots)
     parts = flat[..., : sum(sizes)].split(sizes, dim=-1)
     return [part.unflatten(-1, (p, 2 * r + 1)) for r, (part, p) in enumerate(zip(parts, slots))]

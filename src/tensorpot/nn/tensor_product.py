@@ -17,6 +17,11 @@ from torch import Tensor, nn
 from tensorpot.tensors import Path, coupling_tensor, path_multiplicities
 
 
+def rank_sizes(multiplicities: Sequence[int]) -> list[int]:
+    """Columns of every rank of path-resolved features flattened: ``P_l (2l+1)`` per rank."""
+    return [p * (2 * r + 1) for r, p in enumerate(multiplicities)]
+
+
 class NodeTensorProduct(nn.Module):
     r"""All paths of path-resolved node features with a channel-wise tensor (a product step).
 
@@ -42,7 +47,7 @@ class NodeTensorProduct(nn.Module):
     ):
         super().__init__()
         self.paths = [Path(*p) for p in paths if p.l1 < len(in_multiplicities)]
-        self.max_l3 = max_l3
+        self.max_l2, self.max_l3 = max_l2, max_l3
         self.in_multiplicities = list(in_multiplicities)
         self.out_multiplicities = path_multiplicities(self.paths, in_multiplicities, max_l3)
         if min(self.out_multiplicities) == 0:
@@ -81,7 +86,7 @@ class NodeTensorProduct(nn.Module):
                     runs.append((p.l3, 1))
             self.runs.append(runs)
 
-    def dense_coupling(self, max_l2: int) -> Tensor:
+    def dense_coupling(self) -> Tensor:
         r"""All paths as one matrix ``K [D_x D_a, D_T]``: ``T = vec(x \otimes a) K``.
 
         Rows are ``(l1, slot, i, j)`` of the flattened ``x`` (ranks concatenated, slots then
@@ -89,9 +94,9 @@ class NodeTensorProduct(nn.Module):
         order of :meth:`forward`. One matrix product per node and channel replaces the per-rank
         products: fewer and larger operations, worth it while ``K`` is small.
         """
-        d_a = (max_l2 + 1) ** 2
-        sizes_in = [p * (2 * r + 1) for r, p in enumerate(self.in_multiplicities)]
-        sizes_out = [p * (2 * r + 1) for r, p in enumerate(self.out_multiplicities)]
+        d_a = (self.max_l2 + 1) ** 2
+        sizes_in = rank_sizes(self.in_multiplicities)
+        sizes_out = rank_sizes(self.out_multiplicities)
         off_in = [sum(sizes_in[:r]) for r in range(len(sizes_in))]
         off_out = [sum(sizes_out[:r]) for r in range(len(sizes_out))]
         dense = torch.zeros(sum(sizes_in), d_a, sum(sizes_out), dtype=torch.float64)
