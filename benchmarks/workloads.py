@@ -24,6 +24,15 @@ less 1 GiB), so a cell that does not fit only ends its own child. MACE runs up t
 ``--mace-max-atoms``. Whether ``--fit-atoms`` atoms fit in 24 GB is measured when such a cell
 ran, otherwise extrapolated (and said so) from the two largest cells that did.
 
+``--workload fcc-sizes``: ICTP's time per atom over the fcc cells of ``--sizes``, all in one
+child process with the sizes interleaved (n1, n2, ..., n1, n2, ...), so the per-atom times of
+one run share the machine's state; with each call's page faults and system CPU time
+(``getrusage``), the kernel's share of the call.
+
+``--retain-memory``: the child processes call :func:`tensorpot.allocator.retain_freed_memory`
+first (glibc keeps freed memory instead of unmapping it); the default is the C library's own
+behaviour.
+
 One thread by default: on a shared 2-core machine two OpenMP threads per process were several
 times slower and much noisier than one.
 
@@ -31,6 +40,8 @@ times slower and much noisier than one.
     python benchmarks/workloads.py --workload md
     python benchmarks/workloads.py --workload fcc --sizes 3,4,6,8,10,12,14 --repeats 5 \
         --large-atoms 500 --large-repeats 3 --mace-max-atoms 2500
+    python benchmarks/workloads.py --workload fcc-sizes --sizes 3,5,8,11,14 --threads 2 \
+        --large-repeats 3 --memory-limit-gib 20 [--retain-memory]
 """
 
 from __future__ import annotations
@@ -39,8 +50,10 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +63,7 @@ from ase import Atoms, units
 from ase.build import bulk
 
 import common
+from tensorpot.allocator import retain_freed_memory
 from tensorpot.calculators.ase import TensorPotCalculator
 from tensorpot.data.atoms import atoms_to_graph, collate
 
@@ -218,6 +232,7 @@ def _child_args(args) -> list[str]:
         "--batch", str(args.batch), "--threads", str(args.threads),
         "--repeats", str(args.repeats), "--large-repeats", str(args.large_repeats),
         "--large-atoms", str(args.large_atoms), "--mace-max-atoms", str(args.mace_max_atoms),
+        "--sizes", args.sizes, *(["--retain-memory"] if args.retain_memory else []),
     ]  # fmt: skip
 
 
@@ -289,6 +304,28 @@ def fcc_time_child(args) -> None:
     print(
         json.dumps({"atoms": natoms, "edges": edges, "nl": nl, "model": times, "repeats": repeats})
     )
+
+
+def fcc_sizes_child(args) -> None:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    calls = {n: ictp_fcc_call(args, fcc_atoms(n)) for n in sizes}
+    for call in calls.values():
+        call()  # warm-up
+    samples = {n: [] for n in sizes}
+    for _ in range(args.large_repeats):
+        for n, call in calls.items():
+            before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            call()
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+            faults = after.ru_minflt - before.ru_minflt + after.ru_majflt - before.ru_majflt
+            samples[n].append((wall, faults, system / max(user + system, 1e-9)))
+    out = {}
+    for n, rows in samples.items():
+        wall, faults, share = (statistics.median(col) for col in zip(*rows))
+        out[str(n)] = {"atoms": 4 * n**3, "seconds": wall, "faults": faults, "system": share}
+    print(json.dumps(out))
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -514,6 +551,34 @@ def workload_fcc(args) -> None:
     fit_verdict(rows, args.fit_atoms)
 
 
+def workload_fcc_sizes(args) -> None:
+    print(f"fcc sizes {args.sizes}: timing in one process ...", file=sys.stderr, flush=True)
+    result = run_child(args, "--child", "fcc-sizes")
+    print(
+        "\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, ICTP alone, "
+        "all sizes in one process, interleaved, "
+        + header(args, f"median of {args.large_repeats} rounds")
+        + (", glibc keeping freed memory (--retain-memory)" if args.retain_memory else "")
+        + "\n"
+    )
+    if "failed" in result:
+        print(f"failed: {result['failed']}")
+        return
+    rows = list(result.values())
+    best = min(r["seconds"] / r["atoms"] for r in rows)
+    print(
+        "| atoms | ICTP (ms/atom) | against the fastest | page faults per call "
+        "| system share of the call's CPU time |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        per_atom = r["seconds"] / r["atoms"]
+        print(
+            f"| {r['atoms']} | {1e3 * per_atom:.2f} | {per_atom / best:.2f} "
+            f"| {r['faults']:.0f} | {100 * r['system']:.1f} % |"
+        )
+
+
 def fit_verdict(rows, fit_atoms: int) -> None:
     """Do ``fit_atoms`` atoms fit in 24 GB? Measured if a cell at least that large ran its ICTP
     memory child, otherwise a line through the two largest measured cells, labelled as such."""
@@ -551,7 +616,7 @@ def _peak(mem: dict | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["train", "md", "fcc"], default="train")
+    parser.add_argument("--workload", choices=["train", "md", "fcc", "fcc-sizes"], default="train")
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--max-L", type=int, default=2)
     parser.add_argument("--max-ell", type=int, default=3)
@@ -581,23 +646,36 @@ def main() -> None:
     parser.add_argument(
         "--fit-atoms", type=int, default=10000, help="fcc: say whether this many atoms fit in 24 GB"
     )
-    parser.add_argument("--child", choices=["memory", "fcc-time"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="child processes keep freed memory (tensorpot.allocator.retain_freed_memory)",
+    )
+    parser.add_argument(
+        "--child", choices=["memory", "fcc-time", "fcc-sizes"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child is not None:
         limit_memory(args.memory_limit_gib)
+        if args.retain_memory:
+            retain_freed_memory()
     if args.child == "memory":
         memory_child(args)
     elif args.child == "fcc-time":
         fcc_time_child(args)
+    elif args.child == "fcc-sizes":
+        fcc_sizes_child(args)
     elif args.workload == "train":
         workload_train(args)
     elif args.workload == "md":
         workload_md(args)
-    else:
+    elif args.workload == "fcc":
         workload_fcc(args)
+    else:
+        workload_fcc_sizes(args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Sequence
 
+from tensorpot.allocator import retain_freed_memory
 from tensorpot.errors import TensorPotError
 
 USER_ERRORS = (TensorPotError, FileNotFoundError, FileExistsError, IsADirectoryError)
@@ -160,6 +161,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}
+#: commands that keep freed memory for reuse (tensorpot.allocator); ``bench`` measures with the
+#: C library's defaults, as the scripts under benchmarks/ do unless given --retain-memory
+COMPUTING = ("train", "eval")
 
 
 def _one_line(err: BaseException) -> str:
@@ -184,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
+    if args.command in COMPUTING:
+        retain_freed_memory()  # large temporaries reused, not page-faulted on every call
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:

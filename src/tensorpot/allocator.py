@@ -1,0 +1,43 @@
+"""Keep freed memory in the process, so large temporaries are not page-faulted on every call.
+
+PyTorch's CPU tensors come from ``malloc``. glibc serves a block above its mmap threshold
+(128 KiB, raised as blocks are freed, but never above 32 MiB) with a fresh mapping and unmaps it
+when the block is freed, and it returns free memory at the top of its heap to the kernel. An
+energy-and-forces call of a large cell makes many temporaries of tens to hundreds of MiB, so
+every call asks the kernel again for zero-filled pages: about 600,000 page faults and 2 s of
+system time per 7.5 s call of a 2,048-atom fcc cell (32 channels, L = 2, nu = 3, 2 threads),
+and several thousand faults per call of a 3BPA batch of ten (``benchmarks/workloads.py
+--workload fcc-sizes`` prints both). :func:`retain_freed_memory` turns both off: blocks come from
+the heap and freed memory stays there for the next call (after a call or two, while the heap
+settles, the faults stop). The process keeps its peak resident
+memory after a large call (and may hold a little more, through fragmentation), which is why this
+is a choice of the program (the ``tensorpot`` command makes it) rather than of importing the
+library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+_M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+_M_MMAP_MAX = -4
+_INT_MAX = 2**31 - 1  # mallopt takes a C int
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse (no mmap for large blocks, no heap trimming).
+
+    Affects the whole process from the call on. Returns ``True`` if both settings were applied,
+    ``False`` where the C library is not glibc (then nothing is changed).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
