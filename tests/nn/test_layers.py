@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tensorpot.nn.convolution import PairGraph
 from tensorpot.nn.interaction import Interaction
 from tensorpot.nn.linear import RankLinear, SpeciesLinear
 from tensorpot.nn.product_basis import PathSummation, ProductBasis
@@ -94,7 +95,7 @@ def test_l2_interaction_and_product_basis_equivariant(parity):
 
     def run(vec, h_in):
         y = torch.cat(compressed_harmonics(vec, 3), dim=-1)
-        a, sc = inter(h_in, species, edge_index, y, radial)
+        a, sc = inter(h_in, species, y, radial, PairGraph.from_edges(edge_index))
         return a, sc, basis(a, species)
 
     outs = run(vectors, h)

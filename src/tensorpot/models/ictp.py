@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from tensorpot.models.base import Geometry, Potential
 from tensorpot.models.registry import ModelFamily
+from tensorpot.nn.convolution import PairGraph
 from tensorpot.nn.embedding import SpeciesEmbedding
 from tensorpot.nn.interaction import Interaction
 from tensorpot.nn.linear import RankLinear
@@ -116,12 +117,10 @@ class ICTPLayer(nn.Module):
         self.readout = MLPReadout(c, cfg.readout_hidden) if last else LinearReadout(c)
 
     def forward(
-        self, h: list[Tensor], geometry: Geometry, harmonics: Tensor, radial: Tensor
+        self, h: list[Tensor], species: Tensor, harmonics: Tensor, radial: Tensor, pairs: PairGraph
     ) -> tuple[list[Tensor], Tensor]:
-        a, sc = self.interaction(
-            h, geometry.species, geometry.edge_index, harmonics, radial, geometry.edge_pair
-        )
-        b = self.product(a, geometry.species)
+        a, sc = self.interaction(h, species, harmonics, radial, pairs)
+        b = self.product(a, species)
         h = [u + s for u, s in zip(self.update(b), sc)]
         return h, self.readout(h[0][:, :, 0])
 
@@ -149,13 +148,16 @@ class ICTP(Potential):
 
     def site_energies(self, geometry: Geometry) -> Tensor:
         pair_vectors = geometry.edge_vectors[geometry.pair_first]  # [G, 3], one per reversed pair
+        pairs = PairGraph.from_edges(
+            geometry.edge_index, geometry.pair_first, geometry.edge_pair, pair_vectors.dtype
+        )
         lengths = torch.linalg.vector_norm(pair_vectors, dim=-1)  # [G]
-        harmonics = torch.cat(compressed_harmonics(geometry.edge_vectors, self.edge_rank), dim=-1)
+        harmonics = torch.cat(compressed_harmonics(pair_vectors, self.edge_rank), dim=-1)
         radial = self.radial(lengths)  # [G, num_radial_basis]
         h = [self.embedding(geometry.species).unsqueeze(-1)]  # [N, C, 1]
         energy = torch.zeros_like(h[0][:, 0, 0])
         for layer in self.layers:
-            h, e = layer(h, geometry, harmonics, radial)
+            h, e = layer(h, geometry.species, harmonics, radial, pairs)
             energy = energy + e
         return energy
 

@@ -1,27 +1,41 @@
-r"""The convolution of the interaction as one autograd node: gather, product, radial weight, sum.
+r"""The convolution of the interaction as one autograd node, evaluated once per edge pair.
 
 For every block ``(l1, l3)`` of :class:`tensorpot.nn.tensor_product.EdgeTensorProduct`,
 
 .. math::
 
-    A_b[u, k, p, c] = \sum_{e = (u, v)} R[g(e), f_b + p, c]
-        \sum_i YK_{l_1}[e, (k, p)_b, i]\, h_{l_1}[v, c, i]
+    A_b[u, c, k, p] = \sum_{v \in \mathcal N(u)} R[g(uv), f_b + p, c]
+        \sum_i YK_{l_1}(\hat r_{uv})[(k, p)_b, i]\, h_{l_1}[v, c, i]
 
 with ``YK`` the channel-free contraction of the edge harmonics with the couplings, ``R`` the
-radial weights of the edge's pair ``g(e)`` (:mod:`tensorpot.data.pairs`) and ``f_b`` the first
-path of the block. Written with plain operations, autograd would keep every per-edge message
-``[E, 2l3+1, P, C]`` (the largest tensors of the model) for the backward pass. This node keeps
-only its inputs (node features, the channel-free ``YK``, radial weights per pair) and recomputes
-the gathers and messages chunk by chunk of edges when the gradient is taken, which bounds the
-extra memory of a large cell by one chunk's messages (:data:`CHUNK_BYTES`); when the messages
-of all edges are small (:data:`KEEP_BYTES`) and the model is not training, they are kept
-instead of recomputed. The backward pass is written with differentiable operations, so forces
-can themselves be differentiated (training on forces).
+radial weights of the pair ``g(uv)`` of the edge (:mod:`tensorpot.data.pairs`) and ``f_b`` the
+first path of the block. The two edges of a pair share their length, so ``R``, and their
+harmonics differ by the parity of ``l2`` (:math:`T^{(l_2)}(-\hat r) = (-1)^{l_2} T^{(l_2)}(\hat
+r)`), so ``YK`` of the reverse edge is ``YK`` of the first one with the sign ``s`` of the path
+on every column. The sum therefore runs over pairs: for the pair of ``u -> v`` (and ``v -> u``)
+
+.. math::
+
+    A[u] \mathrel{+}= R \odot (YK \cdot h_v), \qquad
+    A[v] \mathrel{+}= \rho\, s \odot R \odot (YK \cdot h_u)
+
+with ``rho = 1`` if the reverse edge is in the graph and 0 for a lone edge. The harmonics and
+``YK`` are computed once per pair, the radial weights of a pair are read once, in pair order,
+and multiply both of its messages.
+
+Written with plain operations, autograd would keep every message (the largest tensors of the
+model) for the backward pass. This node keeps only its inputs (node features, ``YK`` and the
+radial weights per pair) and recomputes the gathers and messages chunk by chunk of pairs when
+the gradient is taken, which bounds the extra memory of a large cell by one chunk's messages
+(:data:`CHUNK_BYTES`); when the messages of all pairs are small (:data:`KEEP_BYTES`) and the
+model is not training, they are kept instead of recomputed. The backward pass is written with
+differentiable operations, so forces can themselves be differentiated (training on forces).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -29,7 +43,7 @@ from torch import Tensor
 #: per l1 group: (l1, ((l3, number of paths, first path index), ...))
 Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
 
-#: edges are processed in chunks whose messages ``[E_chunk, Q_l1, C]`` take at most this many
+#: pairs are processed in chunks whose messages ``[2 G_c, Q_l1, C]`` take at most this many
 #: bytes: the transient memory of a large cell is bounded, and a chunk's gather, product and
 #: sum run from cache (4 MiB against 256 MiB halved the time per atom of fcc cells of 2,048
 #: atoms and more on a 2-core machine, benchmarks/workloads.py --workload fcc)
@@ -40,16 +54,48 @@ CHUNK_BYTES = 2**22
 KEEP_BYTES = 2**24
 
 
-def _chunks(num_edges: int, groups: Groups, channels: int, itemsize: int):
+class PairGraph(NamedTuple):
+    """The edges of a graph as pairs: the first edge ``u -> v`` of each pair and its reverse."""
+
+    nodes: Tensor  # [2G] long: u_0, v_0, u_1, v_1, ... (centre and neighbour of the first edge)
+    sources: Tensor  # [2G] long: v_0, u_0, v_1, u_1, ... (where each direction's message starts)
+    reverse: Tensor  # [G] float: 1 if the pair also holds the edge v -> u, else 0
+
+    @classmethod
+    def from_edges(
+        cls,
+        edge_index: Tensor,
+        pair_first: Tensor | None = None,
+        edge_pair: Tensor | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> PairGraph:
+        """Pairs from ``edge_index [2, E]`` and :func:`tensorpot.data.pairs.edge_pairs`
+        (``pair_first [G]``, ``edge_pair [E]``); without them every edge is a pair of its own.
+
+        Raises:
+            ValueError: if a pair holds more than two edges (a duplicated edge).
+        """
+        if pair_first is None or edge_pair is None:
+            pair_first = torch.arange(edge_index.shape[1], device=edge_index.device)
+            counts = torch.ones_like(pair_first)
+        else:
+            counts = torch.bincount(edge_pair, minlength=pair_first.shape[0])
+        if counts.numel() and int(counts.max()) > 2:
+            raise ValueError("an edge pair holds more than two edges (duplicated edges)")
+        first = edge_index[:, pair_first]  # [2, G]
+        return cls(first.t().flatten(), first.flip(0).t().flatten(), (counts == 2).to(dtype))
+
+
+def _chunks(num_pairs: int, groups: Groups, channels: int, itemsize: int):
     widest = max(sum(count * (2 * l3 + 1) for l3, count, _ in specs) for _, specs in groups)
-    size = max(1, CHUNK_BYTES // (widest * channels * itemsize))
-    for start in range(0, num_edges, size):
-        yield slice(start, min(start + size, num_edges))
+    size = max(1, CHUNK_BYTES // (widest * 2 * channels * itemsize))
+    for start in range(0, num_pairs, size):
+        yield slice(start, min(start + size, num_pairs))
 
 
 @functools.lru_cache(maxsize=256)
 def _path_columns(specs: tuple[tuple[int, int, int], ...], device: torch.device) -> Tensor:
-    """The path of every column ``(k, p)`` of a group's messages ``[E, Q_l1, C]``."""
+    """The path of every column ``(k, p)`` of a group's messages ``[., Q_l1, C]``."""
     cols = [
         first + p for l3, count, first in specs for _ in range(2 * l3 + 1) for p in range(count)
     ]
@@ -57,84 +103,97 @@ def _path_columns(specs: tuple[tuple[int, int, int], ...], device: torch.device)
 
 
 def _messages(yk: Tensor, x: Tensor) -> Tensor:
-    """``[E, Q, i] x [E, C, i] -> [E, Q, C]``; for scalars (``i = 1``) an outer product, which
+    """``[R, Q, i] x [R, C, i] -> [R, Q, C]``; for scalars (``i = 1``) an outer product, which
     runs several times faster than a batched product of 1-wide matrices."""
     return yk * x.transpose(1, 2) if yk.shape[-1] == 1 else torch.bmm(yk, x.transpose(1, 2))
 
 
 class _Convolution(torch.autograd.Function):
+    """Rows ``2g + d`` are the two directions of pair ``g``: ``YK [G, 2, Q, i]`` per direction
+    (the reverse one signed), radial weights ``[G, P, C]`` shared by both."""
+
     @staticmethod
-    def forward(ctx, centre, neighbour, edge_pair, radial, num_nodes, groups, may_keep, *tensors):
+    def forward(ctx, nodes, sources, radial, num_nodes, groups, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
         channels = hs[0].shape[1]
-        aggs = [hs[0].new_zeros((num_nodes, yk.shape[1], channels)) for yk in yks]
-        chunks = list(_chunks(centre.shape[0], groups, channels, hs[0].element_size()))
-        size = centre.shape[0] * channels * sum(yk.shape[1] for yk in yks) * hs[0].element_size()
-        keep = may_keep and size <= KEEP_BYTES
+        aggs = [hs[0].new_zeros((num_nodes, yk.shape[2], channels)) for yk in yks]
+        chunks = list(_chunks(radial.shape[0], groups, channels, hs[0].element_size()))
+        columns = [_path_columns(specs, radial.device) for _, specs in groups]
+        size = 2 * radial.shape[0] * channels * sum(yk.shape[2] for yk in yks)
+        keep = may_keep and size * hs[0].element_size() <= KEEP_BYTES
         kept = []
         for c in chunks:
-            weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
-            for (_, specs), h, yk, agg in zip(groups, hs, yks, aggs):
-                x = h.index_select(0, neighbour[c])  # [E_c, C, i]
-                m = _messages(yk[c], x)  # [E_c, Q_l1, C]
-                weighted = torch.empty_like(m)
-                start = 0
-                for l3, count, first in specs:  # block by block, into one buffer
-                    width = count * (2 * l3 + 1)
-                    block = m[:, start : start + width].unflatten(1, (2 * l3 + 1, count))
-                    out = weighted[:, start : start + width].unflatten(1, (2 * l3 + 1, count))
-                    torch.mul(block, weights[:, None, first : first + count], out=out)
-                    start += width
-                agg.index_add_(0, centre[c], weighted)
+            rows = slice(2 * c.start, 2 * c.stop)
+            for h, yk, agg, cols in zip(hs, yks, aggs, columns):
+                x = h.index_select(0, sources[rows])  # [2G_c, C, i]
+                m = _messages(yk[c].flatten(0, 1), x)  # [2G_c, Q_l1, C]
+                w = radial[c].index_select(1, cols)  # [G_c, Q_l1, C], both directions
+                weighted = m.view(-1, 2, *m.shape[1:]) * w[:, None]
+                agg.index_add_(0, nodes[rows], weighted.view(m.shape))
                 if keep:  # small enough to keep (chunk by chunk); otherwise recomputed
                     kept.append(m)
-        ctx.save_for_backward(centre, neighbour, edge_pair, radial, *tensors, *kept)
+        ctx.save_for_backward(nodes, sources, radial, *tensors, *kept)
         ctx.groups = groups
         return tuple(aggs)
 
     @staticmethod
     def backward(ctx, *grads):
-        centre, neighbour, edge_pair, radial, *tensors = ctx.saved_tensors
+        nodes, sources, radial, *tensors = ctx.saved_tensors
         groups = ctx.groups
         hs, yks = tensors[: len(groups)], tensors[len(groups) : 2 * len(groups)]
         kept = tensors[2 * len(groups) :]
         need = ctx.needs_input_grad
-        need_radial, need_h, need_yk = need[3], need[7 : 7 + len(groups)], need[7 + len(groups) :]
+        need_radial, need_h, need_yk = need[2], need[6 : 6 + len(groups)], need[6 + len(groups) :]
         columns = [_path_columns(specs, radial.device) for _, specs in groups]
-        grad_radial = radial.new_zeros(radial.shape) if need_radial else None
+        grad_radial: list[Tensor] = []
         grad_h = [h.new_zeros(h.shape) if n else None for h, n in zip(hs, need_h)]
         grad_yk: list[list[Tensor]] = [[] for _ in groups]
         channels = hs[0].shape[1]
-        chunks = _chunks(centre.shape[0], groups, channels, hs[0].element_size())
+        chunks = _chunks(radial.shape[0], groups, channels, hs[0].element_size())
         for i, c in enumerate(chunks):
-            weights = radial.index_select(0, edge_pair[c])  # [E_c, P, C]
-            per_edge = weights.new_zeros(weights.shape) if need_radial else None
+            rows = slice(2 * c.start, 2 * c.stop)
+            per_pair = radial.new_zeros(radial[c].shape) if need_radial else None
             for n, (h, yk, cols) in enumerate(zip(hs, yks, columns)):
-                g = grads[n].index_select(0, centre[c])  # [E_c, Q_l1, C]
-                x = h.index_select(0, neighbour[c])  # [E_c, C, i]
-                gm = g * weights.index_select(1, cols)  # [E_c, Q_l1, C]
+                yk_c = yk[c].flatten(0, 1)  # [2G_c, Q_l1, i]
+                g = grads[n].index_select(0, nodes[rows])  # [2G_c, Q_l1, C]
+                x = h.index_select(0, sources[rows])  # [2G_c, C, i]
+                w = radial[c].index_select(1, cols)  # [G_c, Q_l1, C]
+                gm = (g.view(-1, 2, *g.shape[1:]) * w[:, None]).view(g.shape)
                 if need_radial:
                     if kept and not torch.is_grad_enabled():  # kept (not differentiable)
                         m = kept[i * len(groups) + n]
                     else:  # recomputed, differentiable when the backward pass is
-                        m = _messages(yk[c], x)
-                    per_edge = per_edge.index_add(1, cols, g * m)  # [E_c, P, C]
+                        m = _messages(yk_c, x)
+                    both = (g * m).view(-1, 2, *g.shape[1:]).sum(1)  # [G_c, Q_l1, C]
+                    per_pair = per_pair.index_add(1, cols, both)
                 if need_yk[n]:
-                    grad_yk[n].append(torch.bmm(gm, x))  # [E_c, Q_l1, i]
+                    grad_yk[n].append(torch.bmm(gm, x).view(-1, 2, *yk.shape[2:]))
                 if need_h[n]:
-                    grad_h[n].index_add_(0, neighbour[c], torch.bmm(gm.transpose(1, 2), yk[c]))
+                    grad_h[n].index_add_(0, sources[rows], torch.bmm(gm.transpose(1, 2), yk_c))
             if need_radial:
-                grad_radial.index_add_(0, edge_pair[c], per_edge)
-        grad_yk = [torch.cat(g) if n else None for g, n in zip(grad_yk, need_yk)]
-        return (None, None, None, grad_radial, None, None, None, *grad_h, *grad_yk)
+                grad_radial.append(per_pair)
+        grad_r = None
+        if need_radial:
+            grad_r = torch.cat(grad_radial) if grad_radial else torch.zeros_like(radial)
+        grad_yk = [
+            (torch.cat(g) if g else torch.zeros_like(yk)) if n else None
+            for g, n, yk in zip(grad_yk, need_yk, yks)
+        ]
+        return (None, None, grad_r, None, None, None, *grad_h, *grad_yk)
+
+
+def both_directions(yk: Tensor, sign: Tensor, reverse: Tensor) -> Tensor:
+    """``YK [G, Q, i]`` of the first edges -> ``[G, 2, Q, i]``: the first edge's and the reverse
+    edge's (``(-1)^l2`` per column ``sign [Q]``, times ``reverse [G]``: zero for a lone edge)."""
+    return torch.stack([yk, yk * (reverse[:, None, None] * sign[:, None])], dim=1)
 
 
 def convolution(
     h: list[Tensor],
     yk: list[Tensor],
     radial: Tensor,
-    edge_index: Tensor,
-    edge_pair: Tensor,
+    pairs: PairGraph,
+    signs: list[Tensor],
     groups: Groups,
     keep_messages: bool = True,
 ) -> list[Tensor]:
@@ -142,10 +201,11 @@ def convolution(
 
     Args:
         h: node features of each group's ``l1``, ``[N, C, 2l1+1]``.
-        yk: channel-free contraction of each group, ``[E, Q_l1, 2l1+1]``.
-        radial: radial weights per edge pair ``[G, P, C]``.
-        edge_index: ``[2, E]`` (centre, neighbour).
-        edge_pair: ``[E]`` the pair of every edge (the row of ``radial``).
+        yk: channel-free contraction of each group on the first edge of every pair,
+            ``[G, Q_l1, 2l1+1]``.
+        radial: radial weights per pair ``[G, P, C]``.
+        pairs: the pairs (:meth:`PairGraph.from_edges`).
+        signs: per group, ``(-1)^l2`` of the path of every column ``[Q_l1]``.
         groups: the blocks of each group.
         keep_messages: allow keeping small messages for the backward pass; pass ``False`` when
             the backward pass will itself be differentiated (training), which recomputes them.
@@ -154,16 +214,9 @@ def convolution(
         ``[N, 2l3+1, P, C]`` per block.
     """
     num_nodes = h[0].shape[0]
+    yk2 = [both_directions(y, s, pairs.reverse) for y, s in zip(yk, signs)]
     aggs = _Convolution.apply(
-        edge_index[0],
-        edge_index[1],
-        edge_pair,
-        radial,
-        num_nodes,
-        groups,
-        keep_messages,
-        *h,
-        *yk,
+        pairs.nodes, pairs.sources, radial, num_nodes, groups, keep_messages, *h, *yk2
     )
     blocks = []
     for agg, (_, specs) in zip(aggs, groups):  # [N, Q_l1, C] -> [N, 2l3+1, P, C] per block

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from tensorpot.nn.convolution import convolution
+from tensorpot.nn.convolution import PairGraph, convolution
 from tensorpot.nn.linear import RankLinear, SpeciesLinear
 from tensorpot.nn.radial import RadialMLP
 from tensorpot.nn.tensor_product import EdgeTensorProduct
@@ -83,16 +83,14 @@ class Interaction(nn.Module):
         self,
         h: list[Tensor],
         species: Tensor,
-        edge_index: Tensor,
         harmonics: Tensor,
         radial_features: Tensor,
-        edge_pair: Tensor | None = None,
+        pairs: PairGraph,
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Args: ``h[l] [N, C, 2l+1]``, ``species [N]``, ``edge_index [2, E]``,
-        ``harmonics [E, (L+1)^2]`` (ranks concatenated), ``radial_features [G, num_radial_basis]``
-        and ``edge_pair [E]``: the radial features of ``G`` edge pairs and the pair of every edge
-        (:func:`tensorpot.data.pairs.edge_pairs`; ``None``: one feature row per edge). The radial
-        MLP runs once per pair.
+        """Args: ``h[l] [N, C, 2l+1]``, ``species [N]``, and per edge pair
+        (:class:`~tensorpot.nn.convolution.PairGraph`): ``harmonics [G, (L+1)^2]`` of its first
+        edge (ranks concatenated) and ``radial_features [G, num_radial_basis]``. The radial MLP,
+        the harmonics and their contraction with the couplings run once per pair.
 
         Returns: ``A[l] [N, C_prod, 2l+1]`` for ``l <= L`` and the self-connection
         ``sc[l] [N, C, 2l+1]`` for ``l <= out_max_rank``.
@@ -100,15 +98,13 @@ class Interaction(nn.Module):
         sc = self.self_connection(h, species)
         radial = self.radial(radial_features)  # [G, P C]
         radial = radial.view(radial.shape[0], self.num_paths, self.num_channels)
-        if edge_pair is None:
-            edge_pair = torch.arange(edge_index.shape[1], device=edge_index.device)
         x = self.pre_linear(h)
         blocks = convolution(
             [x[l1] for l1 in self.product.ranks_l1],
             self.product.channel_free(harmonics),
             radial,
-            edge_index,
-            edge_pair,
+            pairs,
+            [s.to(radial.dtype) for s in self.product.reverse_signs()],
             self.groups,
             keep_messages=not self.training,  # training differentiates the backward pass
         )

@@ -203,9 +203,10 @@ class EdgeTensorProduct(nn.Module):
         self.blocks: list[list[tuple[int, int, int]]] = []
         self.widths: list[list[int]] = []  # per l1 group: (2 l3 + 1) P of each block
         for l1 in self.ranks_l1:
-            specs, pieces = [], []
+            specs, pieces, signs = [], [], []
             for l3 in sorted({p.l3 for p in self.paths if p.l1 == l1}):
                 group = [(n, p) for n, p in enumerate(self.paths) if (p.l1, p.l3) == (l1, l3)]
+                signs += [(-1.0) ** p.l2 for _ in range(2 * l3 + 1) for _, p in group]
                 big = torch.zeros(
                     (max_l2 + 1) ** 2, 2 * l3 + 1, len(group), 2 * l1 + 1, dtype=torch.float64
                 )  # [j, k, p, i]
@@ -217,8 +218,17 @@ class EdgeTensorProduct(nn.Module):
                 specs.append((l3, len(group), group[0][0]))
             coupling = torch.cat(pieces, dim=1)  # [D_y, Q_l1, 2l1+1], blocks one after another
             self.register_buffer(f"coupling_{l1}", coupling.flatten(1))
+            # (-1)^l2 of every column: YK of the reversed edge, since T(-r) = (-1)^l2 T(r)
+            self.register_buffer(
+                f"reverse_sign_{l1}", torch.tensor(signs, dtype=torch.float64), persistent=False
+            )
             self.blocks.append(specs)
             self.widths.append([piece.shape[1] for piece in pieces])
+
+    def reverse_signs(self) -> list[Tensor]:
+        """Per ``l1`` group, ``(-1)^l2`` of the path of every column ``[Q_l1]``: the factor
+        between ``YK`` of an edge and of its reverse."""
+        return [getattr(self, f"reverse_sign_{l1}") for l1 in self.ranks_l1]
 
     def channel_free(self, y: Tensor) -> list[Tensor]:
         """The inner, channel-free sum of every ``l1`` group: ``YK [E, Q_l1, 2l1+1]``."""
