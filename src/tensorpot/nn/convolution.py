@@ -108,42 +108,49 @@ def _messages(yk: Tensor, x: Tensor) -> Tensor:
     return yk * x.transpose(1, 2) if yk.shape[-1] == 1 else torch.bmm(yk, x.transpose(1, 2))
 
 
+def _both_directions(yk: Tensor, sign_reverse: Tensor) -> Tensor:
+    """``YK [G_c, Q, i]`` of a chunk's first edges -> ``[2 G_c, Q, i]``: row ``2g`` the first
+    edge's, row ``2g + 1`` the reverse edge's (``(-1)^l2`` per column, zero for a lone edge)."""
+    return torch.stack([yk, yk * sign_reverse], dim=1).flatten(0, 1)
+
+
 class _Convolution(torch.autograd.Function):
-    """Rows ``2g + d`` are the two directions of pair ``g``: ``YK [G, 2, Q, i]`` per direction
-    (the reverse one signed), radial weights ``[G, P, C]`` shared by both."""
+    """Rows ``2g + d`` are the two directions of pair ``g``; ``YK [G, Q, i]`` and the radial
+    weights ``[G, P, C]`` are per pair, and the reverse direction is formed chunk by chunk."""
 
     @staticmethod
-    def forward(ctx, nodes, sources, radial, num_nodes, groups, may_keep, *tensors):
+    def forward(ctx, nodes, sources, reverse, radial, num_nodes, groups, signs, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
         channels = hs[0].shape[1]
-        aggs = [hs[0].new_zeros((num_nodes, yk.shape[2], channels)) for yk in yks]
+        aggs = [hs[0].new_zeros((num_nodes, yk.shape[1], channels)) for yk in yks]
         chunks = list(_chunks(radial.shape[0], groups, channels, hs[0].element_size()))
         columns = [_path_columns(specs, radial.device) for _, specs in groups]
-        size = 2 * radial.shape[0] * channels * sum(yk.shape[2] for yk in yks)
+        size = 2 * radial.shape[0] * channels * sum(yk.shape[1] for yk in yks)
         keep = may_keep and size * hs[0].element_size() <= KEEP_BYTES
         kept = []
         for c in chunks:
             rows = slice(2 * c.start, 2 * c.stop)
-            for h, yk, agg, cols in zip(hs, yks, aggs, columns):
+            for h, yk, agg, cols, sign in zip(hs, yks, aggs, columns, signs):
                 x = h.index_select(0, sources[rows])  # [2G_c, C, i]
-                m = _messages(yk[c].flatten(0, 1), x)  # [2G_c, Q_l1, C]
+                yk2 = _both_directions(yk[c], reverse[c, None, None] * sign[:, None])
+                m = _messages(yk2, x)  # [2G_c, Q_l1, C]
                 w = radial[c].index_select(1, cols)  # [G_c, Q_l1, C], both directions
                 weighted = m.view(-1, 2, *m.shape[1:]) * w[:, None]
                 agg.index_add_(0, nodes[rows], weighted.view(m.shape))
                 if keep:  # small enough to keep (chunk by chunk); otherwise recomputed
                     kept.append(m)
-        ctx.save_for_backward(nodes, sources, radial, *tensors, *kept)
-        ctx.groups = groups
+        ctx.save_for_backward(nodes, sources, reverse, radial, *tensors, *kept)
+        ctx.groups, ctx.signs = groups, signs
         return tuple(aggs)
 
     @staticmethod
     def backward(ctx, *grads):
-        nodes, sources, radial, *tensors = ctx.saved_tensors
-        groups = ctx.groups
+        nodes, sources, reverse, radial, *tensors = ctx.saved_tensors
+        groups, signs = ctx.groups, ctx.signs
         hs, yks = tensors[: len(groups)], tensors[len(groups) : 2 * len(groups)]
         kept = tensors[2 * len(groups) :]
         need = ctx.needs_input_grad
-        need_radial, need_h, need_yk = need[2], need[6 : 6 + len(groups)], need[6 + len(groups) :]
+        need_radial, need_h, need_yk = need[3], need[8 : 8 + len(groups)], need[8 + len(groups) :]
         columns = [_path_columns(specs, radial.device) for _, specs in groups]
         grad_radial: list[Tensor] = []
         grad_h = [h.new_zeros(h.shape) if n else None for h, n in zip(hs, need_h)]
@@ -153,8 +160,9 @@ class _Convolution(torch.autograd.Function):
         for i, c in enumerate(chunks):
             rows = slice(2 * c.start, 2 * c.stop)
             per_pair = radial.new_zeros(radial[c].shape) if need_radial else None
-            for n, (h, yk, cols) in enumerate(zip(hs, yks, columns)):
-                yk_c = yk[c].flatten(0, 1)  # [2G_c, Q_l1, i]
+            for n, (h, yk, cols, sign) in enumerate(zip(hs, yks, columns, signs)):
+                sign_reverse = reverse[c, None, None] * sign[:, None]  # [G_c, Q_l1, 1]
+                yk2 = _both_directions(yk[c], sign_reverse)  # [2G_c, Q_l1, i]
                 g = grads[n].index_select(0, nodes[rows])  # [2G_c, Q_l1, C]
                 x = h.index_select(0, sources[rows])  # [2G_c, C, i]
                 w = radial[c].index_select(1, cols)  # [G_c, Q_l1, C]
@@ -163,13 +171,14 @@ class _Convolution(torch.autograd.Function):
                     if kept and not torch.is_grad_enabled():  # kept (not differentiable)
                         m = kept[i * len(groups) + n]
                     else:  # recomputed, differentiable when the backward pass is
-                        m = _messages(yk_c, x)
+                        m = _messages(yk2, x)
                     both = (g * m).view(-1, 2, *g.shape[1:]).sum(1)  # [G_c, Q_l1, C]
                     per_pair = per_pair.index_add(1, cols, both)
                 if need_yk[n]:
-                    grad_yk[n].append(torch.bmm(gm, x).view(-1, 2, *yk.shape[2:]))
+                    gy = torch.bmm(gm, x).view(-1, 2, *yk.shape[1:])  # per direction
+                    grad_yk[n].append(gy[:, 0] + gy[:, 1] * sign_reverse)  # [G_c, Q_l1, i]
                 if need_h[n]:
-                    grad_h[n].index_add_(0, sources[rows], torch.bmm(gm.transpose(1, 2), yk_c))
+                    grad_h[n].index_add_(0, sources[rows], torch.bmm(gm.transpose(1, 2), yk2))
             if need_radial:
                 grad_radial.append(per_pair)
         grad_r = None
@@ -179,13 +188,7 @@ class _Convolution(torch.autograd.Function):
             (torch.cat(g) if g else torch.zeros_like(yk)) if n else None
             for g, n, yk in zip(grad_yk, need_yk, yks)
         ]
-        return (None, None, grad_r, None, None, None, *grad_h, *grad_yk)
-
-
-def both_directions(yk: Tensor, sign: Tensor, reverse: Tensor) -> Tensor:
-    """``YK [G, Q, i]`` of the first edges -> ``[G, 2, Q, i]``: the first edge's and the reverse
-    edge's (``(-1)^l2`` per column ``sign [Q]``, times ``reverse [G]``: zero for a lone edge)."""
-    return torch.stack([yk, yk * (reverse[:, None, None] * sign[:, None])], dim=1)
+        return (None, None, None, grad_r, None, None, None, None, *grad_h, *grad_yk)
 
 
 def convolution(
@@ -214,10 +217,10 @@ def convolution(
         ``[N, 2l3+1, P, C]`` per block.
     """
     num_nodes = h[0].shape[0]
-    yk2 = [both_directions(y, s, pairs.reverse) for y, s in zip(yk, signs)]
     aggs = _Convolution.apply(
-        pairs.nodes, pairs.sources, radial, num_nodes, groups, keep_messages, *h, *yk2
-    )
+        pairs.nodes, pairs.sources, pairs.reverse, radial, num_nodes, groups, tuple(signs),
+        keep_messages, *h, *yk,
+    )  # fmt: skip
     blocks = []
     for agg, (_, specs) in zip(aggs, groups):  # [N, Q_l1, C] -> [N, 2l3+1, P, C] per block
         start = 0
