@@ -23,7 +23,7 @@ import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 _M_MMAP_MAX = -4
-_INT_MAX = 2**31 - 1  # mallopt takes a C int
+_NEVER = -1  # mallopt takes a C int; glibc reads the trim threshold as size_t: -1 is the largest
 
 
 def retain_freed_memory() -> bool:
@@ -40,4 +40,4 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER))
