@@ -4,15 +4,14 @@ PyTorch's CPU tensors come from ``malloc``. glibc serves a block above its mmap 
 (128 KiB, raised as blocks are freed, but never above 32 MiB) with a fresh mapping and unmaps it
 when the block is freed, and it returns free memory at the top of its heap to the kernel. An
 energy-and-forces call of a large cell makes many temporaries of tens to hundreds of MiB, so
-every call asks the kernel again for zero-filled pages: about 600,000 page faults and 2 s of
-system time per 7.5 s call of a 2,048-atom fcc cell (32 channels, L = 2, nu = 3, 2 threads),
-and several thousand faults per call of a 3BPA batch of ten (``benchmarks/workloads.py
---workload fcc-sizes`` prints both). :func:`retain_freed_memory` turns both off: blocks come from
-the heap and freed memory stays there for the next call (after a call or two, while the heap
-settles, the faults stop). The process keeps its peak resident
-memory after a large call (and may hold a little more, through fragmentation), which is why this
-is a choice of the program (the ``tensorpot`` command makes it) rather than of importing the
-library.
+every call asks the kernel again for zero-filled pages: 1.7 million page faults per call and
+15 % of the call's CPU time in the kernel for a 5,324-atom fcc cell, 4.6 million and 26 % for
+10,976 atoms (32 channels, L = 2, nu = 3, 2 threads; ``benchmarks/workloads.py --workload
+fcc-sizes`` prints both). :func:`retain_freed_memory` turns both off: blocks come from the
+heap and freed memory stays there for the next call (after a call or two, while the heap
+settles, the faults stop). The process keeps its peak resident memory after a large call (and
+may hold a little more, through fragmentation), which is why this is a choice of the program
+(the ``tensorpot train`` and ``eval`` commands make it) rather than of importing the library.
 """
 
 from __future__ import annotations
