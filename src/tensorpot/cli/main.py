@@ -162,8 +162,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}
 #: commands that keep freed memory for reuse (tensorpot.allocator); ``bench`` measures with the
-#: C library's defaults, as the scripts under benchmarks/ do unless given --retain-memory
-COMPUTING = ("train", "eval")
+#: C library's defaults, as the scripts under benchmarks/ do (workloads.py: unless given
+#: --retain-memory)
+RETAIN_MEMORY_COMMANDS = ("train", "eval")
 
 
 def _one_line(err: BaseException) -> str:
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    if args.command in COMPUTING:
+    if args.command in RETAIN_MEMORY_COMMANDS:
         retain_freed_memory()  # large temporaries reused, not page-faulted on every call
     try:
         return COMMANDS[args.command](args)
