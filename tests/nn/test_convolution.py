@@ -1,15 +1,38 @@
-"""The fused convolution against the same sum written with plain operations."""
+"""The fused convolution against the same sum written with plain operations.
+
+Each check runs twice: with the convolution's PyTorch operations (``TENSORPOT_CPU_KERNEL=0``)
+and with the compiled CPU kernel (:mod:`tensorpot.nn.convolution_kernel`)."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 import torch
 
+import tensorpot
+from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.nn import convolution_kernel
 from tensorpot.nn.convolution import PairGraph, convolution
 from tensorpot.nn.tensor_product import EdgeTensorProduct
 from tensorpot.tensors import compressed_harmonics, product_paths
 
 F64 = torch.float64
+
+COMPILER = shutil.which("c++") is not None and shutil.which("ninja") is not None
+
+
+@pytest.fixture(params=["operations", "kernel"], autouse=True)
+def backend(request, monkeypatch):
+    """Every test of this module with each implementation of the convolution."""
+    if request.param == "operations":
+        monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "0")
+    else:
+        if not COMPILER:
+            pytest.skip("no C++ compiler and ninja to build the CPU kernel")
+        monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "1")
+        assert convolution_kernel.load() is not None
+    return request.param
 
 
 def _case(max_l1, max_l2, seed=0):
@@ -115,3 +138,37 @@ def test_pairs_from_edges():
     assert alone.reverse.tolist() == [0.0] * 4
     with pytest.raises(ValueError, match="more than two edges"):
         PairGraph.from_edges(edge_index, torch.tensor([0]), torch.tensor([0, 0, 0, 0]))
+
+
+def test_kernel_builds_where_a_compiler_is():
+    if COMPILER:
+        assert convolution_kernel.load() is not None
+    assert convolution_kernel.usable(torch.zeros(2, dtype=torch.float64)) is (
+        convolution_kernel.load() if convolution_kernel.enabled() else None
+    )
+    assert convolution_kernel.usable(torch.zeros(2, dtype=torch.float16)) is None
+    mixed = torch.zeros(2, dtype=torch.float32), torch.zeros(2, dtype=F64)
+    assert convolution_kernel.usable(*mixed) is None
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-4)])
+def test_model_forces_and_stress_equal_with_and_without_kernel(dtype, atol, monkeypatch):
+    """A whole ICTP (periodic cell, lone edges across a small cell's images included)."""
+    from ase.build import bulk
+
+    config = {"model": "ictp", "r_max": 3.0, "num_channels": 4, "max_L": 2, "correlation": 2,
+              "atomic_numbers": [13, 29], "avg_num_neighbors": 10.0, "dtype": str(dtype)[6:],
+              "radial_MLP": [8]}  # fmt: skip
+    torch.manual_seed(0)
+    model = tensorpot.build_model(config).eval()
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 1)
+    atoms.numbers[::3] = 13
+    atoms.rattle(0.1, seed=1)
+    batch = collate([atoms_to_graph(atoms, model.r_max)], dtype=dtype)
+    out = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("TENSORPOT_CPU_KERNEL", flag)
+        out[flag] = model(batch, compute_forces=True, compute_stress=True)
+    assert torch.allclose(out["0"].energy, out["1"].energy, atol=atol)
+    assert torch.allclose(out["0"].forces, out["1"].forces, atol=atol)
+    assert torch.allclose(out["0"].stress, out["1"].stress, atol=atol)

@@ -30,6 +30,11 @@ the gradient is taken, which bounds the extra memory of a large cell by one chun
 (:data:`CHUNK_BYTES`); when the messages of all pairs are small (:data:`KEEP_BYTES`) and the
 model is not training, they are kept instead of recomputed. The backward pass is written with
 differentiable operations, so forces can themselves be differentiated (training on forces).
+
+On the CPU the node runs the same sum and its first derivatives in a compiled loop over the
+edges (:mod:`tensorpot.nn.convolution_kernel`) that never forms the messages as tensors; the
+operations above remain for other devices, where the kernel cannot be built, and for the
+derivative of the backward pass.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from tensorpot.nn import convolution_kernel
 
 #: per l1 group: (l1, ((l3, number of paths, first path index), ...))
 Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
@@ -121,6 +128,18 @@ class _Convolution(torch.autograd.Function):
     @staticmethod
     def forward(ctx, nodes, sources, reverse, radial, num_nodes, groups, signs, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
+        ctx.groups, ctx.signs = groups, signs
+        ctx.kernel = convolution_kernel.usable(reverse, radial, *signs, *tensors)
+        if ctx.kernel is not None:
+            order, offsets = _rows_by_node(nodes, num_nodes)
+            aggs = ctx.kernel.forward(
+                sources, reverse, radial.contiguous(), order, offsets,
+                [h.transpose(1, 2).contiguous() for h in hs], [yk.contiguous() for yk in yks],
+                [_path_columns(specs, radial.device) for _, specs in groups],
+                [s.contiguous() for s in signs], num_nodes,
+            )  # fmt: skip
+            ctx.save_for_backward(nodes, sources, reverse, radial, *tensors, order, offsets)
+            return tuple(aggs)
         channels = hs[0].shape[1]
         aggs = [hs[0].new_zeros((num_nodes, yk.shape[1], channels)) for yk in yks]
         chunks = list(_chunks(radial.shape[0], groups, channels, hs[0].element_size()))
@@ -140,7 +159,6 @@ class _Convolution(torch.autograd.Function):
                 if keep:  # small enough to keep (chunk by chunk); otherwise recomputed
                     kept.append(m)
         ctx.save_for_backward(nodes, sources, reverse, radial, *tensors, *kept)
-        ctx.groups, ctx.signs = groups, signs
         return tuple(aggs)
 
     @staticmethod
@@ -148,9 +166,17 @@ class _Convolution(torch.autograd.Function):
         nodes, sources, reverse, radial, *tensors = ctx.saved_tensors
         groups, signs = ctx.groups, ctx.signs
         hs, yks = tensors[: len(groups)], tensors[len(groups) : 2 * len(groups)]
-        kept = tensors[2 * len(groups) :]
         need = ctx.needs_input_grad
         need_radial, need_h, need_yk = need[3], need[8 : 8 + len(groups)], need[8 + len(groups) :]
+        if ctx.kernel is not None:
+            order, offsets = tensors[2 * len(groups) :]
+            if not torch.is_grad_enabled():  # the kernel's derivatives are not differentiable
+                grad_r, grad_h, grad_yk = _kernel_backward(
+                    ctx.kernel, nodes, reverse, radial, order, offsets, hs, yks, groups, signs,
+                    grads, need_radial, need_h, need_yk,
+                )  # fmt: skip
+                return (None, None, None, grad_r, None, None, None, None, *grad_h, *grad_yk)
+        kept = [] if ctx.kernel is not None else tensors[2 * len(groups) :]
         columns = [_path_columns(specs, radial.device) for _, specs in groups]
         grad_radial: list[Tensor] = []
         grad_h = [h.new_zeros(h.shape) if n else None for h, n in zip(hs, need_h)]
@@ -189,6 +215,35 @@ class _Convolution(torch.autograd.Function):
             for g, n, yk in zip(grad_yk, need_yk, yks)
         ]
         return (None, None, None, grad_r, None, None, None, None, *grad_h, *grad_yk)
+
+
+def _rows_by_node(nodes: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """The rows sorted by receiver and the start of every node's rows ``[N + 1]`` (CSR).
+
+    Row ``r ^ 1`` is the other direction of row ``r``, whose receiver is row ``r``'s source, so
+    ``order ^ 1`` sorts the rows by source with the same offsets."""
+    order = torch.argsort(nodes)
+    offsets = torch.zeros(num_nodes + 1, dtype=torch.long, device=nodes.device)
+    offsets[1:] = torch.cumsum(torch.bincount(nodes, minlength=num_nodes), 0)
+    return order, offsets
+
+
+def _kernel_backward(
+    kernel, nodes, reverse, radial, order, offsets, hs, yks, groups, signs, grads,
+    need_radial, need_h, need_yk,
+):  # fmt: skip
+    """First derivatives by the CPU kernel (:mod:`tensorpot.nn.convolution_kernel`)."""
+    out = kernel.backward(
+        nodes, reverse, radial.contiguous(), order ^ 1, offsets,
+        [h.transpose(1, 2).contiguous() for h in hs], [yk.contiguous() for yk in yks],
+        [_path_columns(specs, radial.device) for _, specs in groups],
+        [s.contiguous() for s in signs], [g.contiguous() for g in grads],
+        list(need_h), list(need_yk), bool(need_radial),
+    )  # fmt: skip
+    n = len(groups)
+    grad_h = [g.transpose(1, 2) if need else None for g, need in zip(out[:n], need_h)]
+    grad_yk = [g if need else None for g, need in zip(out[n : 2 * n], need_yk)]
+    return (out[-1] if need_radial else None), grad_h, grad_yk
 
 
 def convolution(
