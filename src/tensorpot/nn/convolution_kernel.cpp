@@ -9,7 +9,8 @@
 //
 // The messages m are formed row by row in a buffer of C values and never stored. The forward
 // pass runs in parallel over receivers, the backward pass over sources (rows sorted by each,
-// `order` and `offsets` in CSR form), so that every thread writes only its own nodes.
+// `order` and `offsets` in CSR form) once per direction, so that every thread writes only its
+// own nodes, and a pair's gradients are written by one row at a time.
 
 #include <torch/extension.h>
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -25,8 +25,6 @@ from types import ModuleType
 import torch
 
 SOURCE = Path(__file__).with_name("convolution_kernel.cpp")
-
-logger = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
@@ -52,7 +50,13 @@ def load() -> ModuleType | None:
     from torch.utils import cpp_extension
 
     name = f"tensorpot_convolution_{_machine()}"
-    logger.info("building the CPU convolution kernel %s (once per machine)", name)
+    try:
+        built = Path(cpp_extension._get_build_directory(name, False), f"{name}.so").is_file()
+    except Exception:  # a private helper of torch: only decides whether to say so
+        built = False
+    if not built:  # a silent minute would look like a hang
+        print("tensorpot: compiling the CPU convolution kernel (once per machine, about a "
+              "minute)", file=sys.stderr)  # fmt: skip
     try:
         return cpp_extension.load(
             name, [str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp-simd"]
