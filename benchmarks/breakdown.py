@@ -9,7 +9,9 @@ forces), interleaved medians:
 - the radial MLP (forward + backward to the lengths) of each ICTP layer on its rows per edge
   pair, as ICTP evaluates it, and on one row per edge, as MACE does;
 - every product-basis step of each layer, forward + backward, as one dense product and as
-  block-sparse products (:func:`tensorpot.nn.product_basis.use_dense` picks one).
+  block-sparse products (:func:`tensorpot.nn.product_basis.use_dense` picks one);
+- the convolution of both layers, forward + backward, by the CPU kernel and by the PyTorch
+  operations (:mod:`tensorpot.nn.convolution_kernel`), alone and in the whole call.
 
     python benchmarks/breakdown.py --L 1 --correlation 3
 """
@@ -17,10 +19,12 @@ forces), interleaved medians:
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
 import common
+import tensorpot.nn.interaction as interaction
 import tensorpot.nn.product_basis as product_basis
 from tensorpot.data.atoms import atoms_to_graph, collate
 from tensorpot.data.pairs import edge_pairs
@@ -117,6 +121,47 @@ def product_steps(model, num_nodes: int, max_rank: int, repeats: int) -> None:
         )  # fmt: skip
 
 
+def with_kernel(flag: str, fn):
+    def run():
+        os.environ["TENSORPOT_CPU_KERNEL"] = flag
+        try:
+            return fn()
+        finally:
+            os.environ.pop("TENSORPOT_CPU_KERNEL")
+
+    return run
+
+
+def convolutions(model, frames, repeats: int) -> None:
+    call = common.ictp_call(model, frames)
+    captured = []  # the arguments of every convolution of one call
+    original = interaction.convolution
+
+    def spy(*args, **kwargs):
+        captured.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    interaction.convolution = spy
+    try:
+        call()
+    finally:
+        interaction.convolution = original
+
+    def alone():
+        for (h, yk, radial, *rest), kwargs in captured:
+            inputs = [t.detach().requires_grad_() for t in (*h, *yk, radial)]
+            n = len(h)
+            out = original(inputs[:n], inputs[n : 2 * n], inputs[-1], *rest, **kwargs)
+            torch.autograd.grad(out, inputs, [torch.ones_like(o) for o in out])
+
+    for label, fn in [("convolution of both layers alone", alone), ("whole call E + F", call)]:
+        t = common.time_interleaved(
+            {"kernel": with_kernel("1", fn), "operations": with_kernel("0", fn)}, repeats
+        )
+        print(f"| {label}: CPU kernel; PyTorch operations | {ms(t['kernel'])}; "
+              f"{ms(t['operations'])} |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--L", type=int, default=1)
@@ -139,6 +184,7 @@ def main() -> None:
     forces_share(model, batch, args.repeats)
     radial_mlps(model, batch, args.repeats)
     product_steps(model, batch.positions.shape[0], args.L, args.repeats)
+    convolutions(model, frames, args.repeats)
 
 
 if __name__ == "__main__":
