@@ -123,11 +123,15 @@ def product_steps(model, num_nodes: int, max_rank: int, repeats: int) -> None:
 
 def with_kernel(flag: str, fn):
     def run():
+        before = os.environ.get("TENSORPOT_CPU_KERNEL")
         os.environ["TENSORPOT_CPU_KERNEL"] = flag
         try:
             return fn()
-        finally:
-            os.environ.pop("TENSORPOT_CPU_KERNEL")
+        finally:  # the caller's setting back
+            if before is None:
+                os.environ.pop("TENSORPOT_CPU_KERNEL")
+            else:
+                os.environ["TENSORPOT_CPU_KERNEL"] = before
 
     return run
 
