@@ -185,7 +185,7 @@ def fcc_atoms(n: int) -> Atoms:
 
 
 def ictp_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
-    model = ictp(args, CU)
+    model = ictp(args, CU).requires_grad_(False)  # frozen for inference, as in the calculators
     batch = ictp_batch([atoms], model.r_max)
 
     def run():
@@ -196,7 +196,7 @@ def ictp_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
 
 
 def mace_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
-    model = mace(args, CU)
+    model = mace(args, CU).requires_grad_(False)
     batch = mace_batch([atoms], CU)
 
     def run():

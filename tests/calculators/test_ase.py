@@ -173,6 +173,9 @@ def test_model_is_put_in_eval_mode_and_works_under_no_grad():
     pot = model().train()
     atoms = attach(molecule(), pot)
     assert not atoms.calc.model.training
+    assert not any(p.requires_grad for p in atoms.calc.model.parameters())
+    # the caller's model is copied, not changed: it can go on training
+    assert pot.training and all(p.requires_grad for p in pot.parameters())
     with torch.no_grad():
         forces = atoms.get_forces()
     assert np.isfinite(forces).all() and np.abs(forces).max() > 1e-3

@@ -47,6 +47,9 @@ def ictp_model(channels: int, max_L: int, correlation: int, max_ell: int = 3, **
 
 
 def ictp_call(model, frames) -> Callable[[], torch.Tensor]:
+    """Energy and forces of ``frames`` as one batch; the parameters are frozen, as for
+    inference (both calculators do the same)."""
+    model.requires_grad_(False)
     batch = collate([atoms_to_graph(a, model.r_max) for a in frames], dtype=model.dtype)
 
     def run():
@@ -84,6 +87,8 @@ def build_mace(channels: int, max_L: int, correlation: int, max_ell: int = 3):
 
 
 def mace_call(model, frames) -> Callable[[], torch.Tensor]:
+    """As :func:`ictp_call`, for MACE (its ``MACECalculator`` freezes the parameters too)."""
+    model.requires_grad_(False)
     from mace import data as mace_data
     from mace.tools import AtomicNumberTable, torch_geometric
 

@@ -7,6 +7,7 @@ direction and a non-zero volume.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,9 @@ class TensorPotCalculator(Calculator):
     """ASE calculator that evaluates a tensorpot model on one structure at a time.
 
     Args:
-        model: a model instance; exactly one of ``model`` and ``model_path`` must be given.
+        model: a model instance, which the calculator copies (it evaluates the copy in eval
+            mode with frozen parameters); exactly one of ``model`` and ``model_path`` must be
+            given.
         model_path: a file written by ``tensorpot.models.io.save_model``.
         device: torch device to run on (the model is moved there).
         **kwargs: passed on to :class:`ase.calculators.calculator.Calculator`.
@@ -50,7 +53,11 @@ class TensorPotCalculator(Calculator):
             from tensorpot.models.io import load_model
 
             model = load_model(model_path)
-        self.model = model.to(device).eval()
+        else:  # the caller's model keeps its mode and its trainable parameters
+            model = copy.deepcopy(model)
+        # frozen for inference (as MACE's calculator does): no parameter gradients are
+        # recorded, and the radial MLP may use the CPU kernel (tensorpot.nn.radial.matmul)
+        self.model = model.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
         self._known = set(self.model.atomic_numbers)
 
