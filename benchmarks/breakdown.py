@@ -11,7 +11,7 @@ forces), interleaved medians:
 - every product-basis step of each layer, forward + backward, as one dense product and as
   block-sparse products (:func:`tensorpot.nn.product_basis.use_dense` picks one);
 - the convolution of both layers, forward + backward, by the CPU kernel and by the PyTorch
-  operations (:mod:`tensorpot.nn.convolution_kernel`), alone and in the whole call.
+  operations (:mod:`tensorpot.nn.cpu_kernel`), alone and in the whole call.
 
     python benchmarks/breakdown.py --L 1 --correlation 3
 """

@@ -18,7 +18,7 @@ import numpy as np
 
 from tensorpot.calculators import TensorPotCalculator
 from tensorpot.config import load_run_config
-from tensorpot.nn import convolution_kernel
+from tensorpot.nn import cpu_kernel
 from tensorpot.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def main() -> None:
         [f"output_dir={run_dir}", f"time_budget_minutes={args.minutes}", f"threads={args.threads}"],
     )
     start = time.perf_counter()
-    kernel = convolution_kernel.load()  # compiled once per machine, outside the training budget
+    kernel = cpu_kernel.load()  # compiled once per machine, outside the training budget
     print(f"CPU convolution kernel: {'ready' if kernel else 'not built, PyTorch operations'} "
           f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
     result = train(config)

@@ -1,7 +1,7 @@
 """The fused convolution against the same sum written with plain operations.
 
 Each check runs twice: with the convolution's PyTorch operations (``TENSORPOT_CPU_KERNEL=0``)
-and with the compiled CPU kernel (:mod:`tensorpot.nn.convolution_kernel`)."""
+and with the compiled CPU kernel (:mod:`tensorpot.nn.cpu_kernel`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 import tensorpot
 from tensorpot.data.atoms import atoms_to_graph, collate
-from tensorpot.nn import convolution_kernel
+from tensorpot.nn import cpu_kernel
 from tensorpot.nn.convolution import PairGraph, convolution
 from tensorpot.nn.tensor_product import EdgeTensorProduct
 from tensorpot.tensors import compressed_harmonics, product_paths
@@ -31,7 +31,7 @@ def backend(request, monkeypatch):
         if not COMPILER:
             pytest.skip("no C++ compiler and ninja to build the CPU kernel")
         monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "1")
-        assert convolution_kernel.load() is not None
+        assert cpu_kernel.load() is not None
     return request.param
 
 
@@ -142,25 +142,26 @@ def test_pairs_from_edges():
 
 def test_kernel_builds_where_a_compiler_is():
     if COMPILER:
-        assert convolution_kernel.load() is not None
-    assert convolution_kernel.usable(torch.zeros(2, dtype=torch.float64)) is (
-        convolution_kernel.load() if convolution_kernel.enabled() else None
+        assert cpu_kernel.load() is not None
+    assert cpu_kernel.usable(torch.zeros(2, dtype=torch.float64)) is (
+        cpu_kernel.load() if cpu_kernel.enabled() else None
     )
-    assert convolution_kernel.usable(torch.zeros(2, dtype=torch.float16)) is None
+    assert cpu_kernel.usable(torch.zeros(2, dtype=torch.float16)) is None
     mixed = torch.zeros(2, dtype=torch.float32), torch.zeros(2, dtype=F64)
-    assert convolution_kernel.usable(*mixed) is None
+    assert cpu_kernel.usable(*mixed) is None
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-4)])
 def test_model_forces_and_stress_equal_with_and_without_kernel(dtype, atol, monkeypatch):
-    """A whole ICTP (periodic cell, lone edges across a small cell's images included)."""
+    """A whole ICTP (periodic cell, lone edges across a small cell's images included), frozen
+    as for inference, so that the radial MLP's products run in the kernel too."""
     from ase.build import bulk
 
     config = {"model": "ictp", "r_max": 3.0, "num_channels": 4, "max_L": 2, "correlation": 2,
               "atomic_numbers": [13, 29], "avg_num_neighbors": 10.0, "dtype": str(dtype)[6:],
               "radial_MLP": [8]}  # fmt: skip
     torch.manual_seed(0)
-    model = tensorpot.build_model(config).eval()
+    model = tensorpot.build_model(config).eval().requires_grad_(False)  # both kernels run
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 1)
     atoms.numbers[::3] = 13
     atoms.rattle(0.1, seed=1)

@@ -32,7 +32,7 @@ model is not training, they are kept instead of recomputed. The backward pass is
 differentiable operations, so forces can themselves be differentiated (training on forces).
 
 On the CPU the node runs the same sum and its first derivatives in a compiled loop over the
-edges (:mod:`tensorpot.nn.convolution_kernel`) that never forms the messages as tensors; the
+edges (:mod:`tensorpot.nn.cpu_kernel`) that never forms the messages as tensors; the
 operations above remain for other devices, where the kernel cannot be built, and for the
 derivative of the backward pass.
 """
@@ -45,7 +45,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from tensorpot.nn import convolution_kernel
+from tensorpot.nn import cpu_kernel
 
 #: per l1 group: (l1, ((l3, number of paths, first path index), ...))
 Groups = tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...]
@@ -129,10 +129,10 @@ class _Convolution(torch.autograd.Function):
     def forward(ctx, nodes, sources, reverse, radial, num_nodes, groups, signs, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
         ctx.groups, ctx.signs = groups, signs
-        ctx.kernel = convolution_kernel.usable(reverse, radial, *signs, *tensors)
+        ctx.kernel = cpu_kernel.usable(reverse, radial, *signs, *tensors)
         if ctx.kernel is not None:
             order, offsets = _rows_by_node(nodes, num_nodes)
-            aggs = ctx.kernel.forward(
+            aggs = ctx.kernel.convolution_forward(
                 sources, reverse, radial.contiguous(), order, offsets,
                 [h.transpose(1, 2).contiguous() for h in hs], [yk.contiguous() for yk in yks],
                 [_path_columns(specs, radial.device) for _, specs in groups],
@@ -232,8 +232,8 @@ def _kernel_backward(
     kernel, nodes, reverse, radial, order, offsets, hs, yks, groups, signs, grads,
     need_radial, need_h, need_yk,
 ):  # fmt: skip
-    """First derivatives by the CPU kernel (:mod:`tensorpot.nn.convolution_kernel`)."""
-    out = kernel.backward(
+    """First derivatives by the CPU kernel (:mod:`tensorpot.nn.cpu_kernel`)."""
+    out = kernel.convolution_backward(
         nodes, reverse, radial.contiguous(), order ^ 1, offsets,
         [h.transpose(1, 2).contiguous() for h in hs], [yk.contiguous() for yk in yks],
         [_path_columns(specs, radial.device) for _, specs in groups],

@@ -223,8 +223,3 @@ std::vector<at::Tensor> convolution_backward(at::Tensor nodes, at::Tensor revers
   out.push_back(grad_radial);
   return out;
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &convolution_forward, "convolution, forward");
-  m.def("backward", &convolution_backward, "convolution, first derivatives");
-}

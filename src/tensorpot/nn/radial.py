@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from tensorpot.nn import cpu_kernel
 from tensorpot.nn.activations import SILU_NORM
 
 
@@ -78,6 +79,35 @@ class NormalizedLinear(nn.Module):
         return x @ (self.weight * self.scale)  # scale the small weight, not the large output
 
 
+class _Matmul(torch.autograd.Function):
+    """``x @ w`` by the CPU kernel, for a constant ``w``; the derivative by the kernel, or by
+    PyTorch where it must itself be differentiable (the backward pass runs with grad mode on)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, kernel) -> Tensor:
+        ctx.kernel = kernel
+        ctx.save_for_backward(w)
+        return kernel.matmul(x, w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (w,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return grad @ w.t(), None, None
+        return ctx.kernel.matmul(grad, w.t().contiguous()), None, None
+
+
+def matmul(x: Tensor, w: Tensor) -> Tensor:
+    """``x [M, K] @ w [K, N]``. With a constant ``w`` (frozen parameters: inference) by the CPU
+    kernel (:mod:`tensorpot.nn.cpu_kernel`) where it is usable, which is faster on the radial
+    MLP's tall, narrow products than a general BLAS; otherwise, and whenever ``w`` needs a
+    gradient (training), by PyTorch."""
+    kernel = None if w.requires_grad else cpu_kernel.usable(x, w)
+    if kernel is None:
+        return x @ w
+    return _Matmul.apply(x, w, kernel)
+
+
 class RadialMLP(nn.Module):
     """The radial MLP ``[E, widths[0]] -> [E, widths[-1]]``: normalised linears and scaled SiLU.
 
@@ -95,7 +125,7 @@ class RadialMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for k, layer in enumerate(self.layers):
             if k == 0:
-                x = layer(x)
+                x = matmul(x, layer.weight * layer.scale)
             else:
-                x = torch.nn.functional.silu(x) @ (layer.weight * (layer.scale * SILU_NORM))
+                x = matmul(torch.nn.functional.silu(x), layer.weight * (layer.scale * SILU_NORM))
         return x
