@@ -4,8 +4,10 @@
 MACE with its intermediate ranks capped at l_max (mace-torch's default), float64, energy +
 forces. Every grid point runs in its own process (so a model that cannot be built or runs out of
 memory skips that point, and says so): both models are timed there, interleaved, median of the
-repeats; peak memory is measured for each model in a further fresh process. Prints a Markdown
-table with the ratios tensorpot / MACE and writes the figure (time and memory against L and nu).
+repeats (at least ``--repeats``, more where the slower model's calls take under
+``--min-seconds`` in all); peak memory is measured for each model in a further fresh process.
+Prints a Markdown table with the ratios tensorpot / MACE and writes the figure (time and memory
+against L and nu).
 
     python benchmarks/scaling.py --max-L 4 --max-correlation 6 --figure docs/benchmarks/scaling.png
 """
@@ -43,7 +45,11 @@ def child(L: int, nu: int, args) -> None:
             calls[name] = fn
         except Exception as err:  # a model that cannot be built or run here is skipped, and said so
             notes[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"
-    times = common.time_interleaved(calls, args.repeats, warmup=1) if calls else {}
+    times = (
+        common.time_interleaved(calls, args.repeats, warmup=1, min_seconds=args.min_seconds)
+        if calls
+        else {}
+    )
     print(json.dumps({"times": times, "notes": notes}))
 
 
@@ -70,7 +76,8 @@ def run_point(L: int, nu: int, args) -> dict:
 
 def _shared(args) -> list[str]:
     return ["--channels", str(args.channels), "--batch", str(args.batch),
-            "--repeats", str(args.repeats), "--threads", str(args.threads),
+            "--repeats", str(args.repeats), "--min-seconds", str(args.min_seconds),
+            "--threads", str(args.threads),
             "--memory-gib", str(args.memory_gib)]  # fmt: skip
 
 
@@ -141,6 +148,12 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="more repeats where calls are cheap: the slower model's calls take this long in all",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=600, help="seconds per grid point")
     parser.add_argument("--memory-gib", type=int, default=16, help="address-space limit per point")

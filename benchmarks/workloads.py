@@ -26,8 +26,10 @@ ran, otherwise extrapolated (and said so) from the two largest cells that did.
 
 ``--workload fcc-sizes``: ICTP's time per atom over the fcc cells of ``--sizes``, all in one
 child process with the sizes interleaved (n1, n2, ..., n1, n2, ...), so the per-atom times of
-one run share the machine's state; with each call's page faults and system CPU time
-(``getrusage``), the kernel's share of the call.
+one run share the machine's state; in every round each cell's calls run back to back for at
+least ``--min-seconds`` (as in a simulation of that cell, not cold after a larger cell's
+call); with each call's page faults and system CPU time (``getrusage``), the kernel's share of
+the call.
 
 ``--retain-memory``: the child processes call :func:`tensorpot.allocator.retain_freed_memory`
 first (glibc keeps freed memory instead of unmapping it); the default is the C library's own
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import resource
 import statistics
@@ -232,7 +235,8 @@ def _child_args(args) -> list[str]:
         "--batch", str(args.batch), "--threads", str(args.threads),
         "--repeats", str(args.repeats), "--large-repeats", str(args.large_repeats),
         "--large-atoms", str(args.large_atoms), "--mace-max-atoms", str(args.mace_max_atoms),
-        "--sizes", args.sizes, *(["--retain-memory"] if args.retain_memory else []),
+        "--sizes", args.sizes, "--min-seconds", str(args.min_seconds),
+        *(["--retain-memory"] if args.retain_memory else []),
     ]  # fmt: skip
 
 
@@ -309,22 +313,31 @@ def fcc_time_child(args) -> None:
 def fcc_sizes_child(args) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     calls = {n: ictp_fcc_call(args, fcc_atoms(n)) for n in sizes}
-    for call in calls.values():
-        call()  # warm-up
+    bursts = {}
+    for n, call in calls.items():  # warm-up; a burst of calls takes at least --min-seconds
+        call()  # the first call builds lazy tables
+        start = time.perf_counter()
+        call()
+        bursts[n] = max(1, math.ceil(args.min_seconds / (time.perf_counter() - start)))
     samples = {n: [] for n in sizes}
     for _ in range(args.large_repeats):
         for n, call in calls.items():
+            k = bursts[n]
             before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            call()
-            wall = time.perf_counter() - start
+            for _ in range(k):  # consecutive calls, as in a simulation of that cell
+                call()
+            wall = (time.perf_counter() - start) / k
             after = resource.getrusage(resource.RUSAGE_SELF)
             user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
-            faults = after.ru_minflt - before.ru_minflt + after.ru_majflt - before.ru_majflt
+            faults = (after.ru_minflt - before.ru_minflt + after.ru_majflt - before.ru_majflt) / k
             samples[n].append((wall, faults, system / max(user + system, 1e-9)))
     out = {}
     for n, rows in samples.items():
         wall, faults, share = (statistics.median(col) for col in zip(*rows))
-        out[str(n)] = {"atoms": 4 * n**3, "seconds": wall, "faults": faults, "system": share}
+        out[str(n)] = {
+            "atoms": 4 * n**3, "seconds": wall, "faults": faults, "system": share,
+            "calls": bursts[n],
+        }  # fmt: skip
     print(json.dumps(out))
 
 
@@ -558,6 +571,7 @@ def workload_fcc_sizes(args) -> None:
         "\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, ICTP alone, "
         "all sizes in one process, interleaved, "
         + header(args, f"median of {args.large_repeats} rounds")
+        + f", each size's calls in a burst of at least {args.min_seconds:g} s a round"
         + (", glibc keeping freed memory (--retain-memory)" if args.retain_memory else "")
         + "\n"
     )
@@ -567,14 +581,14 @@ def workload_fcc_sizes(args) -> None:
     rows = list(result.values())
     best = min(r["seconds"] / r["atoms"] for r in rows)
     print(
-        "| atoms | ICTP (ms/atom) | against the fastest | page faults per call "
+        "| atoms | ICTP (ms/atom) | against the fastest | calls per burst | page faults per call "
         "| system share of the call's CPU time |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         per_atom = r["seconds"] / r["atoms"]
         print(
-            f"| {r['atoms']} | {1e3 * per_atom:.2f} | {per_atom / best:.2f} "
+            f"| {r['atoms']} | {1e3 * per_atom:.2f} | {per_atom / best:.2f} | {r['calls']} "
             f"| {r['faults']:.0f} | {100 * r['system']:.1f} % |"
         )
 
@@ -637,6 +651,12 @@ def main() -> None:
         help="fcc: above this many atoms use --large-repeats",
     )
     parser.add_argument("--large-repeats", type=int, default=3)
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=1.0,
+        help="fcc-sizes: every round runs each cell's calls back to back for at least this long",
+    )
     parser.add_argument(
         "--memory-limit-gib",
         type=float,

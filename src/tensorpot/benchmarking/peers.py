@@ -9,6 +9,7 @@ built, and its batch is cast explicitly.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -109,11 +110,23 @@ def mace_call(model, frames) -> Callable[[], torch.Tensor]:
     return run
 
 
-def time_interleaved(calls: dict[str, Callable], repeats: int, warmup: int = 2) -> dict:
-    """Median seconds per call of each function, calls interleaved so machine drift cancels."""
+def time_interleaved(
+    calls: dict[str, Callable], repeats: int, warmup: int = 2, min_seconds: float = 0.0
+) -> dict:
+    """Median seconds per call of each function, calls interleaved so machine drift cancels.
+
+    At least ``repeats`` rounds, and more where the slowest call is cheap: enough rounds for
+    that call to take ``min_seconds`` in all (its last warm-up call sets the count), so that
+    the medians of cheap calls rest on as many samples as a noisy machine needs.
+    """
+    slowest = 0.0
     for fn in calls.values():
         for _ in range(warmup):
+            start = time.perf_counter()
             fn()
+        slowest = max(slowest, time.perf_counter() - start)
+    if min_seconds > 0 and slowest > 0:
+        repeats = max(repeats, math.ceil(min_seconds / slowest))
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, fn in calls.items():
