@@ -7,7 +7,8 @@ forces), interleaved medians:
   structure, the rest a fixed cost per call);
 - the model with forces against the forward pass alone (ICTP);
 - the radial MLP (forward + backward to the lengths) of each ICTP layer on its rows per edge
-  pair, as ICTP evaluates it, and on one row per edge, as MACE does;
+  pair, as ICTP evaluates it, and on one row per edge, as MACE does, with frozen weights (as
+  for inference: the products by the CPU kernel) and trainable ones (PyTorch's products);
 - every product-basis step of each layer, forward + backward, as one dense product and as
   block-sparse products (:func:`tensorpot.nn.product_basis.use_dense` picks one);
 - the convolution of both layers, forward + backward, by the CPU kernel and by the PyTorch
@@ -19,6 +20,7 @@ forces), interleaved medians:
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 
 import torch
@@ -72,18 +74,19 @@ def radial_mlps(model, batch, repeats: int) -> None:
         r = (torch.rand(rows, dtype=model.dtype) * 4 + 0.8).requires_grad_()
         calls = {}
         for k, layer in enumerate(model.layers):
-            mlp = layer.interaction.radial
+            frozen = copy.deepcopy(layer.interaction.radial).requires_grad_(False)
+            trainable = copy.deepcopy(frozen).requires_grad_(True)
+            for kind, mlp in [("frozen", frozen), ("trainable", trainable)]:
 
-            def run(mlp=mlp, r=r):
-                out = mlp(model.radial(r))
-                return torch.autograd.grad(out, r, torch.ones_like(out))[0]
+                def run(mlp=mlp, r=r):
+                    out = mlp(model.radial(r))
+                    return torch.autograd.grad(out, r, torch.ones_like(out))[0]
 
-            calls[f"layer {k}"] = run
+                calls[f"layer {k} {kind}"] = run
         t = common.time_interleaved(calls, repeats)
         print(
-            f"| radial MLP fwd + bwd, {rows} {label} | "
-            + "; ".join(f"{k} {ms(v)}" for k, v in t.items())
-            + " |"
+            f"| radial MLP fwd + bwd, {rows} {label}, frozen weights (CPU kernel); trainable "
+            "(PyTorch) | " + "; ".join(f"{k} {ms(v)}" for k, v in t.items()) + " |"
         )
 
 
@@ -175,7 +178,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = common.ictp_model(8, args.L, args.correlation, args.L)
+    model = common.ictp_model(8, args.L, args.correlation, args.L).requires_grad_(False)
     frames = common.load_frames(args.batch)
     batch = collate([atoms_to_graph(a, model.r_max) for a in frames], dtype=model.dtype)
     print(
