@@ -36,7 +36,7 @@ def main() -> None:
     )
     start = time.perf_counter()
     kernel = cpu_kernel.load()  # compiled once per machine, outside the training budget
-    print(f"CPU convolution kernel: {'ready' if kernel else 'not built, PyTorch operations'} "
+    print(f"CPU kernel: {'ready' if kernel else 'not built, PyTorch operations'} "
           f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
     result = train(config)
     print(f"\nmodel written to {result.model_path}; error table in {result.errors_path}")
