@@ -10,17 +10,30 @@
 // The messages m are formed row by row in a buffer of C values and never stored. The forward
 // pass runs in parallel over receivers, the backward pass over sources (rows sorted by each,
 // `order` and `offsets` in CSR form) once per direction, so that every thread writes only its
-// own nodes, and a pair's gradients are written by one row at a time.
+// own nodes, and a pair's gradients are written by one row at a time. Nodes are handed to the
+// threads in small chunks as they come free, since their work differs: degrees differ, and a
+// backward pass holds the rows of one direction, which in a small periodic cell fall unevenly
+// on the nodes.
 
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #define SIMD _Pragma("omp simd")
 
 namespace {
+
+// body(begin, end) over [0, n) in chunks of `chunk`, on PyTorch's intra-op threads, each chunk
+// taken by the next free thread (serially inside a parallel region, or without OpenMP)
+template <typename F>
+void parallel_chunks(int64_t n, int64_t chunk, const F& body) {
+  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t begin = 0; begin < n; begin += chunk) body(begin, std::min(n, begin + chunk));
+}
 
 struct Group {
   const void* hT;       // [N, I, C]
@@ -54,7 +67,7 @@ void forward_impl(const int64_t* sources, const T* reverse, const T* radial, con
                   const int64_t* offsets, const std::vector<Group>& groups,
                   const std::vector<T*>& aggs, int64_t num_nodes, int64_t P, int64_t C_) {
   const int64_t C = CC ? CC : C_;
-  at::parallel_for(0, num_nodes, 8, [&](int64_t begin, int64_t end) {
+  parallel_chunks(num_nodes, 4, [&](int64_t begin, int64_t end) {
     std::vector<T> m(C);
     for (int64_t u = begin; u < end; ++u) {
       for (int64_t k = offsets[u]; k < offsets[u + 1]; ++k) {
@@ -96,7 +109,7 @@ void backward_impl(const int64_t* nodes, const T* reverse, const T* radial, cons
   // one pass per direction: in a pass every pair has one row, so the gradients of a pair are
   // written by one thread; those of a source node by the thread that owns the node
   for (int64_t pass = 0; pass < 2; ++pass) {
-    at::parallel_for(0, num_nodes, 8, [&](int64_t begin, int64_t end) {
+    parallel_chunks(num_nodes, 4, [&](int64_t begin, int64_t end) {
       std::vector<T> m(C), gm(C);
       for (int64_t v = begin; v < end; ++v) {
         for (int64_t k = offsets[v]; k < offsets[v + 1]; ++k) {

@@ -13,7 +13,7 @@ Two sources beside this module (bound in ``cpu_kernel.cpp``):
 The measured speed-ups are in docs/benchmarks/scaling.md (``benchmarks/breakdown.py``). The
 extension is compiled once per machine with the C++ compiler PyTorch uses for extensions
 (``torch.utils.cpp_extension``, cached under ``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``), which takes about a minute. Where it cannot be built, tensorpot
+``~/.cache/torch_extensions``), which takes one to two minutes. Where it cannot be built, tensorpot
 warns once and uses the PyTorch operations; ``TENSORPOT_CPU_KERNEL=0`` turns it off. A
 derivative of a backward pass itself (training on forces, Hessians) always runs the PyTorch
 operations, which are differentiable.
@@ -67,7 +67,13 @@ def _build(cpp_extension, name: str) -> ModuleType:
             extra_cflags=[*FLAGS, "-fopenmp"],
             extra_ldflags=["-fopenmp"],
         )
-    except Exception:
+    except Exception as error:
+        warnings.warn(
+            f"tensorpot: the CPU kernel could not be built with OpenMP ({error}); "
+            "building a serial one",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return cpp_extension.load(
             f"{name}_serial", [str(f) for f in SOURCES], extra_cflags=[*FLAGS, "-fopenmp-simd"]
         )
@@ -84,7 +90,7 @@ def load() -> ModuleType | None:
     except Exception:  # a private helper of torch: only decides whether to say so
         built = False
     if not built:  # a silent minute would look like a hang
-        print("tensorpot: compiling the CPU kernel (once per machine, about a minute)",
+        print("tensorpot: compiling the CPU kernel (once per machine, one to two minutes)",
               file=sys.stderr)  # fmt: skip
     try:
         return _build(cpp_extension, name)
