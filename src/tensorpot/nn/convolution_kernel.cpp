@@ -15,6 +15,8 @@
 // backward pass holds the rows of one direction, which in a small periodic cell fall unevenly
 // on the nodes.
 
+#include "cpu_kernel.h"
+
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>

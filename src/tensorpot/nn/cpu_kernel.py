@@ -1,6 +1,6 @@
 """tensorpot's CPU kernel: one C++ extension, built on first use.
 
-Two sources beside this module (bound in ``cpu_kernel.cpp``):
+Two sources beside this module (declared in ``cpu_kernel.h``, bound in ``cpu_kernel.cpp``):
 
 - ``convolution_kernel.cpp``: what :class:`tensorpot.nn.convolution._Convolution` computes with
   PyTorch operations, and its first derivatives, in one loop over the edges that forms every

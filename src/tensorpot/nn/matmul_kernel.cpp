@@ -4,6 +4,8 @@
 // the products that the MLP's narrow layers (K, N <= 64, M in the thousands) make, which run
 // below a general BLAS's speed on such shapes.
 
+#include "cpu_kernel.h"
+
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>

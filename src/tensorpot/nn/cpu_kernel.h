@@ -1,0 +1,27 @@
+// The functions of tensorpot's CPU kernel, defined in the sources beside this file and bound in
+// cpu_kernel.cpp.
+
+#pragma once
+
+#include <torch/extension.h>
+
+#include <vector>
+
+// convolution_kernel.cpp
+std::vector<at::Tensor> convolution_forward(at::Tensor sources, at::Tensor reverse,
+                                            at::Tensor radial, at::Tensor order,
+                                            at::Tensor offsets, std::vector<at::Tensor> hT,
+                                            std::vector<at::Tensor> yk,
+                                            std::vector<at::Tensor> cols,
+                                            std::vector<at::Tensor> sign, int64_t num_nodes);
+std::vector<at::Tensor> convolution_backward(at::Tensor nodes, at::Tensor reverse,
+                                             at::Tensor radial, at::Tensor order,
+                                             at::Tensor offsets, std::vector<at::Tensor> hT,
+                                             std::vector<at::Tensor> yk,
+                                             std::vector<at::Tensor> cols,
+                                             std::vector<at::Tensor> sign,
+                                             std::vector<at::Tensor> grads,
+                                             std::vector<bool> need_h, std::vector<bool> need_yk,
+                                             bool need_radial);
+// matmul_kernel.cpp
+at::Tensor matmul(at::Tensor x, at::Tensor w);
