@@ -2,7 +2,10 @@
 
 from tensorpot.benchmarking.peers import *  # noqa: F403
 from tensorpot.benchmarking.peers import (  # noqa: F401
+    build_flashcart,
     build_mace,
+    flashcart_available,
+    flashcart_call,
     ictp_call,
     ictp_model,
     load_frames,

@@ -1,12 +1,14 @@
-"""The ICTP paper's scaling study (its Fig. 2 / Table A1) against MACE, on this machine.
+"""The ICTP paper's scaling study (its Fig. 2 / Table A1) against MACE and FlashCart, here.
 
 3BPA, batch 10, 8 channels, l_max = L (hidden and edge ranks), ICTP with the full product basis,
-MACE with its intermediate ranks capped at l_max (mace-torch's default), float64, energy +
+MACE with its intermediate ranks capped at l_max (mace-torch's default), FlashCart with
+path-resolved products (:func:`tensorpot.benchmarking.peers.build_flashcart`), float64, energy +
 forces. Every grid point runs in its own process (so a model that cannot be built or runs out of
-memory skips that point, and says so): both models are timed there, interleaved, median of the
-repeats (at least ``--repeats``, more where the slower model's calls take under
+memory skips that point, and says so, as does a peer that is not installed or whose first call
+takes over ``--max-call-seconds``): the models are timed there, interleaved, median of the
+repeats (at least ``--repeats``, more where the slowest model's calls take under
 ``--min-seconds`` in all); peak memory is measured for each model in a further fresh process.
-Prints a Markdown table with the ratios tensorpot / MACE and writes the figure (time and memory
+Prints a Markdown table with the ratios tensorpot / peer and writes the figure (time and memory
 against L and nu).
 
     python benchmarks/scaling.py --max-L 4 --max-correlation 6 --figure docs/benchmarks/scaling.png
@@ -19,29 +21,40 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 import common
 
+#: (key, label, available, build, call) of every model, tensorpot first
+MODELS = [
+    ("ictp", "tensorpot ICTP", lambda: True, common.ictp_model, common.ictp_call),
+    ("mace", "MACE", common.mace_available, common.build_mace, common.mace_call),
+    ("flashcart", "FlashCart", common.flashcart_available, common.build_flashcart,
+     common.flashcart_call),
+]  # fmt: skip
+
 
 def child(L: int, nu: int, args) -> None:
-    """Time both models at one grid point and print one JSON line."""
+    """Time the models at one grid point and print one JSON line."""
     resource.setrlimit(resource.RLIMIT_AS, (args.memory_gib << 30, args.memory_gib << 30))
     torch.set_num_threads(args.threads)
     frames = common.load_frames(args.batch)
     calls, notes = {}, {}
-    for name, build, call in [
-        ("ictp", common.ictp_model, common.ictp_call),
-        ("mace", common.build_mace, common.mace_call),
-    ]:
-        if name == "mace" and not common.mace_available():
-            notes[name] = "mace-torch not installed"
+    for name, _, available, build, call in MODELS:
+        if not available():
+            notes[name] = "not installed"
             continue
         try:
             fn = call(build(args.channels, L, nu, L), frames)
+            start = time.perf_counter()
             fn()
+            seconds = time.perf_counter() - start
+            if seconds > args.max_call_seconds:
+                notes[name] = f"first call {seconds:.0f} s (over --max-call-seconds), not timed"
+                continue
             calls[name] = fn
         except Exception as err:  # a model that cannot be built or run here is skipped, and said so
             notes[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"
@@ -77,26 +90,31 @@ def run_point(L: int, nu: int, args) -> dict:
 def _shared(args) -> list[str]:
     return ["--channels", str(args.channels), "--batch", str(args.batch),
             "--repeats", str(args.repeats), "--min-seconds", str(args.min_seconds),
-            "--threads", str(args.threads),
+            "--threads", str(args.threads), "--max-call-seconds", str(args.max_call_seconds),
             "--memory-gib", str(args.memory_gib)]  # fmt: skip
 
 
 def table(results: dict, batch: int) -> str:
-    lines = [
-        "| L | nu | ICTP ms/structure | MACE ms/structure | time ICTP/MACE "
-        "| ICTP MiB | MACE MiB | memory ICTP/MACE | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    """One row per point: each model's ms per structure and MiB, tensorpot / peer ratios."""
+    present = [m for m in MODELS if any(m[0] in r["times"] for r in results.values())]
+    peers_ = [m for m in present if m[0] != "ictp"]
+    head = ["L", "nu"] + [f"{label} ms/structure" for _, label, *_ in present]
+    head += [f"time ICTP/{label}" for _, label, *_ in peers_]
+    head += [f"{label} MiB" for _, label, *_ in present]
+    head += [f"memory ICTP/{label}" for _, label, *_ in peers_] + ["note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (L, nu), r in sorted(results.items()):
         t, m = r["times"], r["memory"]
-        ti = f"{1e3 * t['ictp'] / batch:.2f}" if "ictp" in t else "-"
-        tm = f"{1e3 * t['mace'] / batch:.2f}" if "mace" in t else "-"
-        rt = f"{t['ictp'] / t['mace']:.2f}" if {"ictp", "mace"} <= set(t) else "-"
-        mi = f"{m['ictp']:.0f}" if "ictp" in m else "-"
-        mm = f"{m['mace']:.0f}" if "mace" in m else "-"
-        rm = f"{m['ictp'] / m['mace']:.2f}" if {"ictp", "mace"} <= set(m) and m["mace"] > 0 else "-"
-        note = "; ".join(f"{k}: {v}" for k, v in r["notes"].items())
-        lines.append(f"| {L} | {nu} | {ti} | {tm} | {rt} | {mi} | {mm} | {rm} | {note} |")
+        row = [str(L), str(nu)]
+        row += [f"{1e3 * t[k] / batch:.2f}" if k in t else "-" for k, *_ in present]
+        row += [f"{t['ictp'] / t[k]:.2f}" if {"ictp", k} <= set(t) else "-" for k, *_ in peers_]
+        row += [f"{m[k]:.0f}" if k in m else "-" for k, *_ in present]
+        row += [
+            f"{m['ictp'] / m[k]:.2f}" if {"ictp", k} <= set(m) and m[k] > 0 else "-"
+            for k, *_ in peers_
+        ]
+        row.append("; ".join(f"{k}: {v}" for k, v in r["notes"].items()))
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -114,7 +132,7 @@ def figure(results: dict, path: Path, batch: int, fixed_nu: int, fixed_L: int) -
         ]  # fmt: skip
     ):
         keys = sorted(k for k in results if select(k))
-        for model, label in [("ictp", "tensorpot ICTP"), ("mace", "MACE")]:
+        for model, label, *_ in MODELS:
             xs = [k[col] for k in keys if model in results[k]["times"]]
             ts = [
                 1e3 * results[k]["times"][model] / batch
@@ -155,6 +173,12 @@ def main() -> None:
         help="more repeats where calls are cheap: the slower model's calls take this long in all",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--max-call-seconds",
+        type=float,
+        default=60.0,
+        help="a model whose first call at a point takes longer is not timed there (said so)",
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per grid point")
     parser.add_argument("--memory-gib", type=int, default=16, help="address-space limit per point")
     parser.add_argument("--figure", type=Path, default=None)

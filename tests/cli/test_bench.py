@@ -1,4 +1,4 @@
-"""`tensorpot bench` runs the ICTP side and reports MACE as skipped or measured."""
+"""`tensorpot bench` runs the ICTP side and reports every peer as skipped or measured."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def test_bench_prints_a_table(capsys, tmp_path):
     out = capsys.readouterr().out
     assert code == 0
     assert "| tensorpot ICTP |" in out and "ms / structure" in out
-    assert ("| MACE |" in out) or ("MACE skipped" in out)
+    for peer in ("MACE", "FlashCart"):
+        assert (f"| {peer} |" in out and f"| ratio tensorpot / {peer} |" in out) or (
+            f"{peer} skipped" in out
+        )
 
 
 def test_bench_missing_data_is_one_line(capsys, tmp_path):

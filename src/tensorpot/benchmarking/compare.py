@@ -1,4 +1,5 @@
-"""ICTP against MACE of the same size on 3BPA: time and peak memory of energy + forces."""
+"""ICTP against MACE and FlashCart of the same size on 3BPA: time and peak memory of energy +
+forces."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ import torch
 
 from tensorpot.benchmarking import peers
 
+ICTP = "tensorpot ICTP"
+#: (name, memory-child name, available, build, call, package) of every peer
+PEERS = [
+    ("MACE", "mace", peers.mace_available, peers.build_mace, peers.mace_call, "mace-torch"),
+    ("FlashCart", "flashcart", peers.flashcart_available, peers.build_flashcart,
+     peers.flashcart_call, "flashcart"),
+]  # fmt: skip
 
-def compare_with_mace(
+
+def compare_with_peers(
     channels: int = 8,
     max_L: int = 2,
     max_ell: int = 3,
@@ -20,11 +29,11 @@ def compare_with_mace(
     threads: int = 2,
     data: Path | None = None,
 ) -> str:
-    """Time (interleaved, median) and peak memory (fresh processes) of both; a Markdown table.
+    """Time (interleaved, median) and peak memory (fresh processes) of each; a Markdown table.
 
-    Both models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= ``max_L``,
+    All models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= ``max_L``,
     edge ranks <= ``max_ell``, correlation ``correlation``, float64, untrained (speed does not
-    depend on the weights). MACE is skipped, and said so, when mace-torch is not installed.
+    depend on the weights). A peer is skipped, and said so, when its package is not installed.
     """
     torch.set_num_threads(threads)
     frames = peers.load_frames(batch, data)
@@ -32,29 +41,31 @@ def compare_with_mace(
             str(correlation), "--max-ell", str(max_ell), "--batch", str(batch),
             "--threads", str(threads)]  # fmt: skip
     ictp = peers.ictp_model(channels, max_L, correlation, max_ell)
-    calls = {"tensorpot ICTP": peers.ictp_call(ictp, frames)}
-    memory = {"tensorpot ICTP": peers.peak_memory_mib(["ictp", *size])}
+    calls = {ICTP: peers.ictp_call(ictp, frames)}
+    memory = {ICTP: peers.peak_memory_mib(["ictp", *size])}
     lines = []
-    if peers.mace_available():
-        mace = peers.build_mace(channels, max_L, correlation, max_ell)
-        calls["MACE"] = peers.mace_call(mace, frames)
-        memory["MACE"] = peers.peak_memory_mib(["mace", *size])
-    else:
-        lines.append("MACE skipped: mace-torch is not installed (pip install -e '.[bench]').\n")
+    for name, peer, available, build, call, package in PEERS:
+        if available():
+            calls[name] = call(build(channels, max_L, correlation, max_ell), frames)
+            memory[name] = peers.peak_memory_mib([peer, *size])
+        else:
+            lines.append(
+                f"{name} skipped: {package} is not installed (pip install -e '.[bench]').\n"
+            )
     times = peers.time_interleaved(calls, repeats)
     atoms = sum(len(a) for a in frames)
     cpu = platform.processor() or platform.machine()
     lines += [
         f"3BPA, batch {batch} ({atoms} atoms), C={channels}, max_L={max_L}, max_ell={max_ell}, "
-        f"nu={correlation}, float64, {threads} threads, energy + forces, median of {repeats}; "
-        f"{cpu}, torch {torch.__version__}\n",
+        f"nu={correlation}, float64, {threads} threads, energy + forces, median of {repeats} "
+        f"interleaved; {cpu}, torch {torch.__version__}\n",
         "| model | ms / structure | peak memory (MiB) |",
         "|---|---|---|",
     ]
     for name in calls:
         lines.append(f"| {name} | {1e3 * times[name] / batch:.2f} | {memory[name]:.1f} |")
-    if "MACE" in calls:
-        ratio_t = times["tensorpot ICTP"] / times["MACE"]
-        ratio_m = memory["tensorpot ICTP"] / max(memory["MACE"], 1e-9)
-        lines.append(f"| ratio tensorpot / MACE | {ratio_t:.2f} | {ratio_m:.2f} |")
+    for name in list(calls)[1:]:
+        ratio_t = times[ICTP] / times[name]
+        ratio_m = memory[ICTP] / max(memory[name], 1e-9)
+        lines.append(f"| ratio tensorpot / {name} | {ratio_t:.2f} | {ratio_m:.2f} |")
     return "\n".join(lines)

@@ -1,13 +1,15 @@
 """The pieces of every benchmark: data, the peer models, interleaved timing, peak memory.
 
-The peers are optional (``pip install -c constraints.txt -e ".[bench]"``). mace-torch pins e3nn
-0.4.4, which imports under torch 2.13 only after ``import mace``, so MACE is always imported
-through :func:`build_mace`. No global torch state is changed: MACE is cast to float64 after it is
-built, and its batch is cast explicitly.
+The peers, MACE (mace-torch) and FlashCart (flashcart), are optional (``pip install -c
+constraints.txt -e ".[bench]"``). mace-torch pins e3nn 0.4.4, which imports under torch 2.13 only
+after ``import mace``, so MACE is always imported through :func:`build_mace`. No global torch
+state is changed: both peers are cast to float64 after they are built, and their batches are
+cast explicitly (FlashCart builds its graphs in torch's default dtype).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import statistics
@@ -20,6 +22,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 import tensorpot
 from tensorpot.data.atoms import atoms_to_graph, collate
@@ -60,12 +63,16 @@ def ictp_call(model, frames) -> Callable[[], torch.Tensor]:
     return run
 
 
-def mace_available() -> bool:
+def _importable(module: str) -> bool:
     try:
-        import mace  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
+
+
+def mace_available() -> bool:
+    return _importable("mace")
 
 
 def build_mace(channels: int, max_L: int, correlation: int, max_ell: int = 3):
@@ -106,6 +113,54 @@ def mace_call(model, frames) -> Callable[[], torch.Tensor]:
 
     def run():
         return model(batch, compute_force=True)["forces"]
+
+    return run
+
+
+def flashcart_available() -> bool:
+    return _importable("flashcart")
+
+
+def build_flashcart(channels: int, max_L: int, correlation: int, max_ell: int = 3):
+    """FlashCart (``FlashCartPotential``) of the same size as :func:`ictp_model`, float64.
+
+    Path-resolved products (``path_reduced_product=False``, as ICTP's full basis), no gates and
+    no norms (its constructor's defaults), the radial MLP of MACE and ICTP (three hidden layers
+    of 64) and a readout with 16 hidden units, 2 interactions, 8 radial functions.
+    """
+    from flashcart.model import FlashCartPotential
+
+    model = FlashCartPotential(
+        elements=[chemical_symbols[z] for z in ELEMENTS], r_max=5.0, n_hidden_feats=channels,
+        l_max_hidden_feats=max_L, l_max_edge_attrs=max_ell, n_radial=8, n_interactions=2,
+        correlation=correlation, path_reduced_product=False, hidden_radial=[64, 64, 64],
+        hidden_readout=[16], avg_neighbors=15.0, atomic_shifts=[0.0] * len(ELEMENTS),
+        fit_atomic_shifts=False,
+    )  # fmt: skip
+    return model.to(torch.float64).eval()
+
+
+def flashcart_call(model, frames) -> Callable[[], torch.Tensor]:
+    """As :func:`ictp_call`, for FlashCart: ``model.predict(batch, compute_forces=True)`` on
+    one batch of its own graphs (its neighbour list), floats cast to float64."""
+    model.requires_grad_(False)
+    from flashcart.data.data import AtomicConfig, AtomicData
+    from flashcart.utils.torch_geometric.dataloader import DataLoader
+
+    symbols = [chemical_symbols[z] for z in ELEMENTS]
+    graphs = []
+    for atoms in frames:
+        config = AtomicConfig.from_ase(atoms)
+        config.compute_neighbors(model.r_max)
+        graphs.append(AtomicData.from_config(config, symbols))
+    batch = next(iter(DataLoader(graphs, batch_size=len(graphs))))
+    for key in list(batch.keys):  # a property in flashcart 0.1.0
+        value = batch[key]
+        if torch.is_tensor(value) and value.is_floating_point():
+            batch[key] = value.to(torch.float64)
+
+    def run():
+        return model.predict(batch, compute_forces=True)["forces"]
 
     return run
 

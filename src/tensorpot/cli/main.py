@@ -83,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         parents=[common],
         allow_abbrev=False,
-        help="time and memory of ICTP against MACE of the same size",
-        description="Energy + forces on 3BPA frames, interleaved with MACE (mace-torch).",
+        help="time and memory of ICTP against MACE and FlashCart of the same size",
+        description="Energy + forces on 3BPA frames, interleaved with MACE and FlashCart.",
     )
     for flag, default in [("--channels", 8), ("--max-L", 2), ("--max-ell", 3),
                           ("--correlation", 3), ("--batch", 10), ("--repeats", 15),
@@ -153,9 +153,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from tensorpot.benchmarking.compare import compare_with_mace
+    from tensorpot.benchmarking.compare import compare_with_peers
 
-    print(compare_with_mace(args.channels, args.max_L, args.max_ell, args.correlation,
+    print(compare_with_peers(args.channels, args.max_L, args.max_ell, args.correlation,
                             args.batch, args.repeats, args.threads, args.data))  # fmt: skip
     return 0
 

@@ -1,17 +1,18 @@
-"""ICTP against MACE of the same size on 3BPA: time and peak memory of energy + forces.
+"""ICTP against MACE and FlashCart of the same size on 3BPA: time and peak memory of energy +
+forces.
 
 Timing is interleaved in one process (median over repeats); peak memory is measured for each
-model in its own fresh process. Prints a Markdown table with the ratios tensorpot / MACE. The
-same measurement is ``tensorpot bench``.
+model in its own fresh process. Prints a Markdown table with the ratios tensorpot / peer; a
+peer that is not installed is skipped, and said so. The same measurement is ``tensorpot bench``.
 
-    python benchmarks/ictp_vs_mace.py --channels 8 --max-L 2 --correlation 3 --batch 10
+    python benchmarks/ictp_vs_peers.py --channels 8 --max-L 2 --correlation 3 --batch 10
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tensorpot.benchmarking.compare import compare_with_mace
+from tensorpot.benchmarking.compare import compare_with_peers
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    print(compare_with_mace(args.channels, args.max_L, args.max_ell, args.correlation,
+    print(compare_with_peers(args.channels, args.max_L, args.max_ell, args.correlation,
                             args.batch, args.repeats, args.threads))  # fmt: skip
 
 
