@@ -5,6 +5,7 @@ from tensorpot.benchmarking.peers import (  # noqa: F401
     build_flashcart,
     build_mace,
     flashcart_available,
+    flashcart_batch,
     flashcart_call,
     ictp_call,
     ictp_model,

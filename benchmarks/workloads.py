@@ -1,4 +1,5 @@
-"""ICTP against MACE of the same size on three workloads: training, ASE MD, large fcc cells.
+"""ICTP against MACE of the same size on three workloads: training, ASE MD, large fcc cells
+(and against FlashCart of the same size on the first).
 
 Both models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= max_L, edge
 ranks <= max_ell, correlation nu, float64, untrained (speed does not depend on the weights).
@@ -10,7 +11,8 @@ measured for each model in its own fresh process.
 ``--workload train``: one training step on a batch of 3BPA frames (forward, forces with
 ``create_graph=True``, loss ``mean((dE/N)^2) + 10 mean(dF^2)``, backward to the parameters; no
 optimiser step, so the weights and every repeat stay the same) and the inference step
-(energy + forces) of the same models.
+(energy + forces) of the same models; FlashCart (``common.build_flashcart``) beside them when
+installed.
 
 ``--workload md``: one ``VelocityVerlet`` step (0.5 fs) of one 3BPA molecule through
 ``TensorPotCalculator`` and ``MACECalculator``; also the bare model call (energy + forces) on
@@ -72,6 +74,7 @@ from tensorpot.data.atoms import atoms_to_graph, collate
 
 ICTP = "tensorpot ICTP"
 MACE = "MACE"
+FLASHCART = "FlashCart"
 CU = [29]
 GB24_MIB = 24e9 / 2**20  # 24 GB (decimal) in MiB
 FORCE_WEIGHT = 10.0
@@ -104,6 +107,13 @@ def mace(args, elements: list[int]):
         gate=torch.nn.functional.silu, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
     )  # fmt: skip
     return model.to(torch.float64).eval()
+
+
+def flashcart(args, elements: list[int]):
+    """FlashCart as in ``common.build_flashcart``, for any list of elements (float64)."""
+    return common.build_flashcart(
+        args.channels, args.max_L, args.correlation, args.max_ell, atomic_numbers=elements
+    )
 
 
 def ictp_batch(frames: list[Atoms], r_max: float = 5.0):
@@ -181,6 +191,24 @@ def mace_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
     return run
 
 
+def flashcart_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
+    """FlashCart: ``model.predict(batch, compute_forces=True, create_graph=True)`` then
+    ``loss.backward()``."""
+    model = flashcart(args, common.ELEMENTS).train()
+    batch = common.flashcart_batch(model, frames)
+    reference = _reference(frames)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model.predict(batch, compute_forces=True, create_graph=True)
+        loss = _loss(out["energy"], out["forces"], reference)
+        loss.backward()
+        return loss.detach()
+
+    run.model = model
+    return run
+
+
 def fcc_atoms(n: int) -> Atoms:
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n)
     atoms.rattle(stdev=0.02, seed=0)
@@ -222,6 +250,10 @@ def make_case(args, case: str) -> Callable:
         return common.ictp_call(ictp(args, common.ELEMENTS), frames)
     if case == "infer-mace":
         return common.mace_call(mace(args, common.ELEMENTS), frames)
+    if case == "train-flashcart":
+        return flashcart_train_step(args, frames)
+    if case == "infer-flashcart":
+        return common.flashcart_call(flashcart(args, common.ELEMENTS), frames)
     raise ValueError(f"unknown case {case}")
 
 
@@ -360,16 +392,25 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "–" if x is None else format(x, spec)
 
 
+#: the models of the training workload: (name, memory-child key, available, train step, model)
+TRAIN_MODELS = [
+    (ICTP, "ictp", lambda: True, ictp_train_step, ictp),
+    (MACE, "mace", common.mace_available, mace_train_step, mace),
+    (FLASHCART, "flashcart", common.flashcart_available, flashcart_train_step, flashcart),
+]
+
+
 def workload_train(args) -> None:
     frames = common.load_frames(args.batch)
-    has_mace = common.mace_available()
-    train_i = ictp_train_step(args, frames)
-    calls = {("train", ICTP): train_i}
-    calls[("infer", ICTP)] = common.ictp_call(ictp(args, common.ELEMENTS), frames)
-    if has_mace:
-        train_m = mace_train_step(args, frames)
-        calls[("train", MACE)] = train_m
-        calls[("infer", MACE)] = common.mace_call(mace(args, common.ELEMENTS), frames)
+    infer = {ICTP: common.ictp_call, MACE: common.mace_call, FLASHCART: common.flashcart_call}
+    calls, keys, skipped = {}, {}, []
+    for name, key, available, train_step, build in TRAIN_MODELS:
+        if not available():
+            skipped.append(name)
+            continue
+        calls[("train", name)] = train_step(args, frames)
+        calls[("infer", name)] = infer[name](build(args, common.ELEMENTS), frames)
+        keys[name] = key
     for key in [k for k in calls if k[0] == "train"]:  # the step must reach every parameter
         calls[key]()
         params = [p for p in calls[key].model.parameters() if p.requires_grad]
@@ -378,34 +419,35 @@ def workload_train(args) -> None:
     times = common.time_interleaved(calls, args.repeats)
     memory = {}
     for step, name in calls:
-        peer = "ictp" if name == ICTP else "mace"
-        memory[(step, name)] = run_child(args, "--child", "memory", "--case", f"{step}-{peer}")
+        case = f"{step}-{keys[name]}"
+        memory[(step, name)] = run_child(args, "--child", "memory", "--case", case)
     atoms = sum(len(a) for a in frames)
     print(
         f"\n3BPA, batch {args.batch} ({atoms} atoms), "
         + header(args, f"median of {args.repeats} interleaved repeats")
         + "\n"
     )
-    print(
-        "| step | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE "
-        "| ICTP peak extra (MiB) | MACE peak extra (MiB) | memory ratio |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    names, peers = list(keys), list(keys)[1:]
+    head = [f"{n} (ms)" for n in names] + [f"ratio tensorpot / {n}" for n in peers]
+    head += [f"{n} peak extra (MiB)" for n in names] + [f"memory ratio / {n}" for n in peers]
+    print("| step | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
     labels = {
         "train": "training step: E + F (create_graph), loss, backward",
         "infer": "inference: E + F",
     }
     for step, label in labels.items():
-        ti, tm = times.get((step, ICTP)), times.get((step, MACE))
-        mi, mm = (_extra(memory.get((step, n))) for n in (ICTP, MACE))
-        print(
-            f"| {label} | {_fmt(ti and 1e3 * ti)} | {_fmt(tm and 1e3 * tm)} | {_ratio(ti, tm)} "
-            f"| {_fmt(mi)} | {_fmt(mm)} | {_ratio(mi, mm)} |"
-        )
+        t = {n: times.get((step, n)) for n in names}
+        m = {n: _extra(memory.get((step, n))) for n in names}
+        row = [_fmt(t[n] and 1e3 * t[n]) for n in names] + [_ratio(t[ICTP], t[n]) for n in peers]
+        row += [_fmt(m[n]) for n in names] + [_ratio(m[ICTP], m[n]) for n in peers]
+        print(f"| {label} | " + " | ".join(row) + " |")
     print(
         "\nms per step of the whole batch; peak extra = RSS high-water mark during one call "
         "minus the RSS before it, in a fresh process after one warm-up call."
     )
+    for name in skipped:
+        print(f"{name} skipped: not installed (pip install -e '.[bench]').")
 
 
 def _extra(mem: dict | None) -> float | None:

@@ -121,7 +121,9 @@ def flashcart_available() -> bool:
     return _importable("flashcart")
 
 
-def build_flashcart(channels: int, max_L: int, correlation: int, max_ell: int = 3):
+def build_flashcart(
+    channels: int, max_L: int, correlation: int, max_ell: int = 3, atomic_numbers=None
+):
     """FlashCart (``FlashCartPotential``) of the same size as :func:`ictp_model`, float64.
 
     Path-resolved products (``path_reduced_product=False``, as ICTP's full basis), no gates and
@@ -130,34 +132,40 @@ def build_flashcart(channels: int, max_L: int, correlation: int, max_ell: int = 
     """
     from flashcart.model import FlashCartPotential
 
+    numbers = ELEMENTS if atomic_numbers is None else atomic_numbers
     model = FlashCartPotential(
-        elements=[chemical_symbols[z] for z in ELEMENTS], r_max=5.0, n_hidden_feats=channels,
+        elements=[chemical_symbols[z] for z in numbers], r_max=5.0, n_hidden_feats=channels,
         l_max_hidden_feats=max_L, l_max_edge_attrs=max_ell, n_radial=8, n_interactions=2,
         correlation=correlation, path_reduced_product=False, hidden_radial=[64, 64, 64],
-        hidden_readout=[16], avg_neighbors=15.0, atomic_shifts=[0.0] * len(ELEMENTS),
+        hidden_readout=[16], avg_neighbors=15.0, atomic_shifts=[0.0] * len(numbers),
         fit_atomic_shifts=False,
     )  # fmt: skip
     return model.to(torch.float64).eval()
 
 
-def flashcart_call(model, frames) -> Callable[[], torch.Tensor]:
-    """As :func:`ictp_call`, for FlashCart: ``model.predict(batch, compute_forces=True)`` on
-    one batch of its own graphs (its neighbour list), floats cast to float64."""
-    model.requires_grad_(False)
+def flashcart_batch(model, frames):
+    """One batch of FlashCart's own graphs (its neighbour list) of ``frames``, floats cast to
+    float64 (it builds them in torch's default dtype)."""
     from flashcart.data.data import AtomicConfig, AtomicData
     from flashcart.utils.torch_geometric.dataloader import DataLoader
 
-    symbols = [chemical_symbols[z] for z in ELEMENTS]
     graphs = []
     for atoms in frames:
         config = AtomicConfig.from_ase(atoms)
         config.compute_neighbors(model.r_max)
-        graphs.append(AtomicData.from_config(config, symbols))
+        graphs.append(AtomicData.from_config(config, model.elements))
     batch = next(iter(DataLoader(graphs, batch_size=len(graphs))))
     for key in list(batch.keys):  # a property in flashcart 0.1.0
         value = batch[key]
         if torch.is_tensor(value) and value.is_floating_point():
             batch[key] = value.to(torch.float64)
+    return batch
+
+
+def flashcart_call(model, frames) -> Callable[[], torch.Tensor]:
+    """As :func:`ictp_call`, for FlashCart: ``model.predict(batch, compute_forces=True)``."""
+    model.requires_grad_(False)
+    batch = flashcart_batch(model, frames)
 
     def run():
         return model.predict(batch, compute_forces=True)["forces"]
