@@ -1,5 +1,5 @@
 """ICTP against MACE of the same size on three workloads: training, ASE MD, large fcc cells
-(and against FlashCart of the same size on the first).
+(and against FlashCart of the same size on the first two).
 
 Both models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= max_L, edge
 ranks <= max_ell, correlation nu, float64, untrained (speed does not depend on the weights).
@@ -15,8 +15,8 @@ optimiser step, so the weights and every repeat stay the same) and the inference
 installed.
 
 ``--workload md``: one ``VelocityVerlet`` step (0.5 fs) of one 3BPA molecule through
-``TensorPotCalculator`` and ``MACECalculator``; also the bare model call (energy + forces) on
-the starting geometry.
+``TensorPotCalculator`` and ``MACECalculator`` (and ``FlashCartCalculator`` when installed);
+also the bare model call (energy + forces) on the starting geometry.
 
 ``--workload fcc``: energy + forces + stress of periodic fcc Cu cells (a = 3.61 Å, cubic cell
 repeated n times, rattled by 0.02 Å), models with ``atomic_numbers [29]``; the neighbour list
@@ -450,6 +450,15 @@ def workload_train(args) -> None:
         print(f"{name} skipped: not installed (pip install -e '.[bench]').")
 
 
+def _in_float64(fn: Callable[[], object]) -> None:
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        fn()
+    finally:
+        torch.set_default_dtype(before)
+
+
 def _extra(mem: dict | None) -> float | None:
     if mem is None or "failed" in mem:
         return None
@@ -492,6 +501,14 @@ def workload_md(args) -> None:
         systems[MACE] = dynamics(calc)
         bare[f"{MACE} bare"] = common.mace_call(mace_model, [start])
     calls = {name: (lambda dyn=dyn: dyn.run(1)) for name, (_, dyn) in systems.items()}
+    if common.flashcart_available():
+        from flashcart.calculators import FlashCartCalculator
+
+        fc_model = flashcart(args, common.ELEMENTS).requires_grad_(False)
+        systems[FLASHCART] = dynamics(FlashCartCalculator(model=fc_model))
+        # its calculator builds graphs in torch's default dtype: float64 around each step only
+        calls[FLASHCART] = lambda dyn=systems[FLASHCART][1]: _in_float64(lambda: dyn.run(1))
+        bare[f"{FLASHCART} bare"] = common.flashcart_call(fc_model, [start])
     times = common.time_interleaved({**calls, **bare}, args.md_steps, warmup=args.md_warmup)
     steps = args.md_warmup + args.md_steps
     print(
@@ -502,18 +519,14 @@ def workload_md(args) -> None:
         )
         + "\n"
     )
-    print("| | tensorpot ICTP (ms) | MACE (ms) | ratio tensorpot / MACE |")
-    print("|---|---|---|---|")
-    ti, tm = times[ICTP], times.get(MACE)
-    print(
-        f"| MD step (ASE calculator) | {1e3 * ti:.2f} | {_fmt(tm and 1e3 * tm, '.2f')} "
-        f"| {_ratio(ti, tm)} |"
-    )
-    bi, bm = times[f"{ICTP} bare"], times.get(f"{MACE} bare")
-    print(
-        f"| bare model call, E + F | {1e3 * bi:.2f} | {_fmt(bm and 1e3 * bm, '.2f')} "
-        f"| {_ratio(bi, bm)} |"
-    )
+    names = list(systems)
+    head = [f"{n} (ms)" for n in names] + [f"ratio tensorpot / {n}" for n in names[1:]]
+    print("| | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
+    for label, suffix in (("MD step (ASE calculator)", ""), ("bare model call, E + F", " bare")):
+        t = [times[n + suffix] for n in names]
+        row = [f"{1e3 * x:.2f}" for x in t] + [_ratio(t[0], x) for x in t[1:]]
+        print(f"| {label} | " + " | ".join(row) + " |")
     print()
     for name, (atoms, _) in systems.items():
         shift = np.linalg.norm(atoms.positions - start.positions, axis=1).max()
@@ -529,6 +542,11 @@ def workload_md(args) -> None:
         print(
             "MACECalculator (model_type MACE) always computes stress as well; "
             "TensorPotCalculator only for periodic cells (here: energy + forces)."
+        )
+    if FLASHCART in systems:
+        print(
+            "FlashCartCalculator builds its graphs in torch's default dtype; its steps run with "
+            "the default set to float64 (and restored after each step)."
         )
 
 
