@@ -31,7 +31,9 @@ child process with the sizes interleaved (n1, n2, ..., n1, n2, ...), so the per-
 one run share the machine's state; in every round each cell's calls run back to back for at
 least ``--min-seconds`` (as in a simulation of that cell, not cold after a larger cell's
 call); with each call's page faults and system CPU time (``getrusage``), the kernel's share of
-the call.
+the call. Each size's time per atom is given against the fastest size's (medians over the
+rounds) and, drift between rounds cancelling, as the median over the rounds of its ratio to
+that round's fastest size.
 
 ``--retain-memory``: the child processes call :func:`tensorpot.allocator.retain_freed_memory`
 first (glibc keeps freed memory instead of unmapping it); the default is the C library's own
@@ -363,12 +365,17 @@ def fcc_sizes_child(args) -> None:
             user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
             faults = (after.ru_minflt - before.ru_minflt + after.ru_majflt - before.ru_majflt) / k
             samples[n].append((wall, faults, system / max(user + system, 1e-9)))
+    # per round, every size against that round's fastest per-atom time: drift between rounds
+    # (a shared machine's load) cancels in these ratios
+    per_atom = {n: [row[0] / (4 * n**3) for row in rows] for n, rows in samples.items()}
+    fastest = [min(column) for column in zip(*per_atom.values())]
     out = {}
     for n, rows in samples.items():
         wall, faults, share = (statistics.median(col) for col in zip(*rows))
+        ratio = statistics.median(t / f for t, f in zip(per_atom[n], fastest))
         out[str(n)] = {
             "atoms": 4 * n**3, "seconds": wall, "faults": faults, "system": share,
-            "calls": bursts[n],
+            "calls": bursts[n], "round_ratio": ratio,
         }  # fmt: skip
     print(json.dumps(out))
 
@@ -641,16 +648,22 @@ def workload_fcc_sizes(args) -> None:
     rows = list(result.values())
     best = min(r["seconds"] / r["atoms"] for r in rows)
     print(
-        "| atoms | ICTP (ms/atom) | against the fastest | calls per burst | page faults per call "
-        "| system share of the call's CPU time |"
+        "| atoms | ICTP (ms/atom) | against the fastest | against each round's fastest "
+        "| calls per burst | page faults per call | system share of the call's CPU time |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         per_atom = r["seconds"] / r["atoms"]
         print(
-            f"| {r['atoms']} | {1e3 * per_atom:.2f} | {per_atom / best:.2f} | {r['calls']} "
-            f"| {r['faults']:.0f} | {100 * r['system']:.1f} % |"
+            f"| {r['atoms']} | {1e3 * per_atom:.2f} | {per_atom / best:.2f} "
+            f"| {r['round_ratio']:.2f} | {r['calls']} | {r['faults']:.0f} "
+            f"| {100 * r['system']:.1f} % |"
         )
+    print(
+        "\nms/atom: median over the rounds; against the fastest: that median over the smallest "
+        "median; against each round's fastest: the median over the rounds of the size's time "
+        "per atom over the fastest size's in the same round (drift between rounds cancels)."
+    )
 
 
 def fit_verdict(rows, fit_atoms: int) -> None:
