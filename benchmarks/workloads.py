@@ -1,5 +1,5 @@
 """ICTP against MACE of the same size on three workloads: training, ASE MD, large fcc cells
-(and against FlashCart of the same size on the first two).
+(and against FlashCart of the same size, where it is installed).
 
 Both models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= max_L, edge
 ranks <= max_ell, correlation nu, float64, untrained (speed does not depend on the weights).
@@ -22,9 +22,10 @@ also the bare model call (energy + forces) on the starting geometry.
 repeated n times, rattled by 0.02 Å), models with ``atomic_numbers [29]``; the neighbour list
 (graph and batch building) is timed separately. Every size runs in child processes whose
 address space is capped (``--memory-limit-gib``, and never above the machine's available memory
-less 1 GiB), so a cell that does not fit only ends its own child. MACE runs up to
-``--mace-max-atoms``. Whether ``--fit-atoms`` atoms fit in 24 GB is measured when such a cell
-ran, otherwise extrapolated (and said so) from the two largest cells that did.
+less 1 GiB), so a cell that does not fit only ends its own child. The peers (MACE, and
+FlashCart where installed) run up to ``--mace-max-atoms``. Whether ``--fit-atoms`` atoms fit
+in 24 GB is measured when such a cell ran, otherwise extrapolated (and said so) from the two
+largest cells that did.
 
 ``--workload fcc-sizes``: ICTP's time per atom over the fcc cells of ``--sizes``, all in one
 child process with the sizes interleaved (n1, n2, ..., n1, n2, ...), so the per-atom times of
@@ -238,11 +239,22 @@ def mace_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
     return run
 
 
+def flashcart_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
+    model = flashcart(args, CU).requires_grad_(False)
+    batch = common.flashcart_batch(model, [atoms])
+
+    def run():
+        return model.predict(batch, compute_forces=True, compute_stress=True)["stress"]
+
+    return run
+
+
 def make_case(args, case: str) -> Callable:
     """The callable of one named case (used by the memory child)."""
     if case.startswith("fcc-"):
         atoms = fcc_atoms(args.n)
-        return ictp_fcc_call(args, atoms) if case == "fcc-ictp" else mace_fcc_call(args, atoms)
+        calls = {"fcc-ictp": ictp_fcc_call, "fcc-mace": mace_fcc_call}
+        return calls.get(case, flashcart_fcc_call)(args, atoms)
     frames = common.load_frames(args.batch)
     if case == "train-ictp":
         return ictp_train_step(args, frames)
@@ -325,19 +337,26 @@ def memory_child(args) -> None:
 def fcc_time_child(args) -> None:
     atoms = fcc_atoms(args.n)
     natoms = len(atoms)
-    with_mace = natoms <= args.mace_max_atoms and common.mace_available()
+    skip = set(args.skip_peers.split(",")) if args.skip_peers else set()
+    peers_here = natoms <= args.mace_max_atoms
+    with_mace = peers_here and MACE not in skip and common.mace_available()
+    with_flashcart = peers_here and FLASHCART not in skip and common.flashcart_available()
     large = natoms > args.large_atoms
     repeats = args.large_repeats if large else args.repeats
     warmup = 1 if large else 2
     nl_calls = {ICTP: lambda: ictp_batch([atoms])}
-    if with_mace:
-        nl_calls[MACE] = lambda: mace_batch([atoms], CU)
-    nl = common.time_interleaved(nl_calls, repeats, warmup=1)
     calls = {ICTP: ictp_fcc_call(args, atoms)}
     edges = {ICTP: ictp_batch([atoms]).edge_index.shape[1]}
     if with_mace:
+        nl_calls[MACE] = lambda: mace_batch([atoms], CU)
         calls[MACE] = mace_fcc_call(args, atoms)
         edges[MACE] = int(mace_batch([atoms], CU)["edge_index"].shape[1])
+    if with_flashcart:
+        fc_model = flashcart(args, CU)
+        nl_calls[FLASHCART] = lambda: common.flashcart_batch(fc_model, [atoms])
+        calls[FLASHCART] = flashcart_fcc_call(args, atoms)
+        edges[FLASHCART] = int(common.flashcart_batch(fc_model, [atoms])["edge_index"].shape[1])
+    nl = common.time_interleaved(nl_calls, repeats, warmup=1)
     times = common.time_interleaved(calls, repeats, warmup=warmup)
     print(
         json.dumps({"atoms": natoms, "edges": edges, "nl": nl, "model": times, "repeats": repeats})
@@ -557,6 +576,13 @@ def workload_md(args) -> None:
         )
 
 
+#: the peers of the fcc workload: (name, memory-child case, available)
+FCC_PEERS = [
+    (MACE, "fcc-mace", common.mace_available),
+    (FLASHCART, "fcc-flashcart", common.flashcart_available),
+]
+
+
 def workload_fcc(args) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
@@ -567,12 +593,13 @@ def workload_fcc(args) -> None:
         if "failed" in mem[ICTP]:  # the timing child would fail the same way
             timing = {"failed": f"not timed (memory child: {mem[ICTP]['failed']})"}
         else:
-            if natoms <= args.mace_max_atoms and common.mace_available():
-                case = ["--case", "fcc-mace", "--n", str(n)]
-                mem[MACE] = run_child(args, "--child", "memory", *case)
+            for name, case, available in FCC_PEERS:
+                if natoms <= args.mace_max_atoms and available():
+                    mem[name] = run_child(args, "--child", "memory", "--case", case, "--n", str(n))
+            failed = [name for name in mem if name != ICTP and "failed" in mem[name]]
+            skip = ["--skip-peers", ",".join(failed)] if failed else []
             print(f"fcc n={n}: timing ...", file=sys.stderr, flush=True)
-            no_mace = ["--mace-max-atoms", "0"] if "failed" in mem.get(MACE, {}) else []
-            timing = run_child(args, "--child", "fcc-time", "--n", str(n), *no_mace)
+            timing = run_child(args, "--child", "fcc-time", "--n", str(n), *skip)
         rows.append((n, natoms, timing, mem))
         print(f"fcc n={n}: {json.dumps(timing)} {json.dumps(mem)}", file=sys.stderr, flush=True)
     print(
@@ -584,45 +611,48 @@ def workload_fcc(args) -> None:
         )
         + "\n"
     )
-    print(
-        "| n | atoms | edges | NL ICTP (µs/atom) | NL MACE (µs/atom) | ICTP (µs/atom) "
-        "| MACE (µs/atom) | ratio tensorpot / MACE | ICTP peak RSS (MiB) "
-        "| ICTP extra (MiB) | MACE peak RSS (MiB) | MACE extra (MiB) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    names = [ICTP] + [name for name, _, available in FCC_PEERS if available()]
+    peers = names[1:]
+    head = ["n", "atoms", "edges"] + [f"NL {n} (µs/atom)" for n in names]
+    head += [f"{n} (µs/atom)" for n in names] + [f"ratio tensorpot / {n}" for n in peers]
+    head += [f"{n} {what} (MiB)" for n in names for what in ("peak RSS", "extra")]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     skipped = []
     for n, natoms, timing, mem in rows:
         if "failed" in timing:
-            print(
-                f"| {n} | {natoms} | – | – | – | {timing['failed']} | – | – "
-                f"| {_peak(mem.get(ICTP))} | – | {_peak(mem.get(MACE))} | – |"
-            )
+            cells = [str(n), str(natoms), "–"] + ["–"] * len(names) + [timing["failed"]]
+            cells += ["–"] * (len(names) - 1 + len(peers))
+            for name in names:
+                cells += [_peak(mem.get(name)), "–"]
+            print("| " + " | ".join(cells) + " |")
             continue
         us = {k: 1e6 * v / natoms for k, v in timing["model"].items()}
         nl = {k: 1e6 * v / natoms for k, v in timing["nl"].items()}
-        if MACE not in us:
-            skipped.append(natoms)
-        mi, mm = mem.get(ICTP), mem.get(MACE)
-        print(
-            f"| {n} | {natoms} | {timing['edges'][ICTP]} | {nl[ICTP]:.1f} "
-            f"| {_fmt(nl.get(MACE))} | {us[ICTP]:.1f} | {_fmt(us.get(MACE))} "
-            f"| {_ratio(us[ICTP], us.get(MACE))} | {_peak(mi)} | {_fmt(_extra(mi), '.0f')} "
-            f"| {_peak(mm)} | {_fmt(_extra(mm), '.0f')} |"
-        )
-        if MACE in timing["edges"] and timing["edges"][MACE] != timing["edges"][ICTP]:
-            print(f"(n={n}: MACE's graph has {timing['edges'][MACE]} edges)")
+        skipped += [(name, natoms) for name in peers if name not in us]
+        cells = [str(n), str(natoms), str(timing["edges"][ICTP])]
+        cells += [_fmt(nl.get(name)) for name in names] + [_fmt(us.get(name)) for name in names]
+        cells += [_ratio(us[ICTP], us.get(name)) for name in peers]
+        for name in names:
+            cells += [_peak(mem.get(name)), _fmt(_extra(mem.get(name)), ".0f")]
+        print("| " + " | ".join(cells) + " |")
+        for name in peers:
+            if name in timing["edges"] and timing["edges"][name] != timing["edges"][ICTP]:
+                print(f"(n={n}: {name}'s graph has {timing['edges'][name]} edges)")
     print(
         "\nNL = neighbour list and batch building (tensorpot: atoms_to_graph + collate; MACE: "
-        "AtomicData.from_config + DataLoader), not included in the model times. Peak RSS = "
-        "high-water mark of a fresh process over its life (model, graph, a warm-up call and "
-        "the measured call); extra = high-water mark during the measured call minus the RSS "
-        "before it."
+        "AtomicData.from_config + DataLoader; FlashCart: AtomicConfig.compute_neighbors + "
+        "DataLoader), not included in the model times. Peak RSS = high-water mark of a fresh "
+        "process over its life (model, graph, a warm-up call and the measured call); extra = "
+        "high-water mark during the measured call minus the RSS before it."
     )
-    if skipped:
-        print(
-            f"MACE skipped for {', '.join(map(str, skipped))} atoms "
-            f"(--mace-max-atoms {args.mace_max_atoms})."
-        )
+    for name in peers:
+        cells = [str(a) for peer, a in skipped if peer == name]
+        if cells:
+            print(
+                f"{name} skipped for {', '.join(cells)} atoms (--mace-max-atoms "
+                f"{args.mace_max_atoms}, or its memory child failed)."
+            )
     cap = args.memory_limit_gib
     print(
         f"Every child process ran under an address-space cap of min({cap:g} GiB "
@@ -715,7 +745,10 @@ def main() -> None:
     parser.add_argument("--md-warmup", type=int, default=3, help="MD steps before timing")
     parser.add_argument("--sizes", default="3,4,6,8,10,14", help="fcc repeats n (4 n^3 atoms)")
     parser.add_argument(
-        "--mace-max-atoms", type=int, default=4000, help="fcc: run MACE only up to this many atoms"
+        "--mace-max-atoms",
+        type=int,
+        default=4000,
+        help="fcc: run the peers (MACE, FlashCart) only up to this many atoms",
     )
     parser.add_argument(
         "--large-atoms",
@@ -748,6 +781,7 @@ def main() -> None:
         "--child", choices=["memory", "fcc-time", "fcc-sizes"], help=argparse.SUPPRESS
     )
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-peers", default="", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
