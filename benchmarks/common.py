@@ -2,6 +2,7 @@
 
 from tensorpot.benchmarking.peers import *  # noqa: F403
 from tensorpot.benchmarking.peers import (  # noqa: F401
+    PEERS,
     build_flashcart,
     build_mace,
     flashcart_available,

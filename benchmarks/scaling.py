@@ -29,12 +29,9 @@ import torch
 import common
 
 #: (key, label, available, build, call) of every model, tensorpot first
-MODELS = [
-    ("ictp", "tensorpot ICTP", lambda: True, common.ictp_model, common.ictp_call),
-    ("mace", "MACE", common.mace_available, common.build_mace, common.mace_call),
-    ("flashcart", "FlashCart", common.flashcart_available, common.build_flashcart,
-     common.flashcart_call),
-]  # fmt: skip
+MODELS = [("ictp", "tensorpot ICTP", lambda: True, common.ictp_model, common.ictp_call)] + [
+    (p.key, p.name, p.available, p.build, p.call) for p in common.PEERS
+]
 
 
 def child(L: int, nu: int, args) -> None:

@@ -253,8 +253,11 @@ def make_case(args, case: str) -> Callable:
     """The callable of one named case (used by the memory child)."""
     if case.startswith("fcc-"):
         atoms = fcc_atoms(args.n)
-        calls = {"fcc-ictp": ictp_fcc_call, "fcc-mace": mace_fcc_call}
-        return calls.get(case, flashcart_fcc_call)(args, atoms)
+        fcc = {"fcc-ictp": ictp_fcc_call, "fcc-mace": mace_fcc_call}
+        fcc["fcc-flashcart"] = flashcart_fcc_call
+        if case not in fcc:
+            raise ValueError(f"unknown case {case}")
+        return fcc[case](args, atoms)
     frames = common.load_frames(args.batch)
     if case == "train-ictp":
         return ictp_train_step(args, frames)
@@ -418,24 +421,25 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "–" if x is None else format(x, spec)
 
 
-#: the models of the training workload: (name, memory-child key, available, train step, model)
+#: the models of the training workload:
+#: (name, memory-child key, available, train step, model, inference call)
 TRAIN_MODELS = [
-    (ICTP, "ictp", lambda: True, ictp_train_step, ictp),
-    (MACE, "mace", common.mace_available, mace_train_step, mace),
-    (FLASHCART, "flashcart", common.flashcart_available, flashcart_train_step, flashcart),
-]
+    (ICTP, "ictp", lambda: True, ictp_train_step, ictp, common.ictp_call),
+    (MACE, "mace", common.mace_available, mace_train_step, mace, common.mace_call),
+    (FLASHCART, "flashcart", common.flashcart_available, flashcart_train_step, flashcart,
+     common.flashcart_call),
+]  # fmt: skip
 
 
 def workload_train(args) -> None:
     frames = common.load_frames(args.batch)
-    infer = {ICTP: common.ictp_call, MACE: common.mace_call, FLASHCART: common.flashcart_call}
     calls, keys, skipped = {}, {}, []
-    for name, key, available, train_step, build in TRAIN_MODELS:
+    for name, key, available, train_step, build, infer in TRAIN_MODELS:
         if not available():
             skipped.append(name)
             continue
         calls[("train", name)] = train_step(args, frames)
-        calls[("infer", name)] = infer[name](build(args, common.ELEMENTS), frames)
+        calls[("infer", name)] = infer(build(args, common.ELEMENTS), frames)
         keys[name] = key
     for key in [k for k in calls if k[0] == "train"]:  # the step must reach every parameter
         calls[key]()

@@ -11,12 +11,6 @@ import torch
 from tensorpot.benchmarking import peers
 
 ICTP = "tensorpot ICTP"
-#: (name, memory-child name, available, build, call, package) of every peer
-PEERS = [
-    ("MACE", "mace", peers.mace_available, peers.build_mace, peers.mace_call, "mace-torch"),
-    ("FlashCart", "flashcart", peers.flashcart_available, peers.build_flashcart,
-     peers.flashcart_call, "flashcart"),
-]  # fmt: skip
 
 
 def compare_with_peers(
@@ -44,13 +38,14 @@ def compare_with_peers(
     calls = {ICTP: peers.ictp_call(ictp, frames)}
     memory = {ICTP: peers.peak_memory_mib(["ictp", *size])}
     lines = []
-    for name, peer, available, build, call, package in PEERS:
-        if available():
-            calls[name] = call(build(channels, max_L, correlation, max_ell), frames)
-            memory[name] = peers.peak_memory_mib([peer, *size])
+    for peer in peers.PEERS:
+        if peer.available():
+            calls[peer.name] = peer.call(peer.build(channels, max_L, correlation, max_ell), frames)
+            memory[peer.name] = peers.peak_memory_mib([peer.key, *size])
         else:
             lines.append(
-                f"{name} skipped: {package} is not installed (pip install -e '.[bench]').\n"
+                f"{peer.name} skipped: {peer.package} is not installed "
+                "(pip install -e '.[bench]').\n"
             )
     times = peers.time_interleaved(calls, repeats)
     atoms = sum(len(a) for a in frames)

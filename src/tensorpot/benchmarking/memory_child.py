@@ -12,7 +12,7 @@ from tensorpot.benchmarking import peers as common
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("peer", choices=["ictp", "mace", "flashcart"])
+    parser.add_argument("peer", choices=["ictp"] + [p.key for p in common.PEERS])
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--max-L", type=int, default=2)
     parser.add_argument("--correlation", type=int, default=3)
@@ -26,12 +26,10 @@ def main() -> None:
     if args.peer == "ictp":
         model = common.ictp_model(args.channels, args.max_L, args.correlation, args.max_ell)
         call = common.ictp_call(model, frames)
-    elif args.peer == "mace":
-        model = common.build_mace(args.channels, args.max_L, args.correlation, args.max_ell)
-        call = common.mace_call(model, frames)
     else:
-        model = common.build_flashcart(args.channels, args.max_L, args.correlation, args.max_ell)
-        call = common.flashcart_call(model, frames)
+        peer = next(p for p in common.PEERS if p.key == args.peer)
+        model = peer.build(args.channels, args.max_L, args.correlation, args.max_ell)
+        call = peer.call(model, frames)
     call()  # first call allocates lazily built tables; not counted
     before = common.reset_peak_rss()
     for _ in range(args.calls):

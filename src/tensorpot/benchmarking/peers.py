@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import ase.io
 import numpy as np
@@ -171,6 +172,26 @@ def flashcart_call(model, frames) -> Callable[[], torch.Tensor]:
         return model.predict(batch, compute_forces=True)["forces"]
 
     return run
+
+
+class Peer(NamedTuple):
+    """A peer code: its label, its memory-child key, the package that provides it, and how to
+    tell whether it is installed, build it and make its energy + forces call."""
+
+    name: str
+    key: str
+    package: str
+    available: Callable[[], bool]
+    build: Callable
+    call: Callable
+
+
+#: every peer the benchmarks compare with, in the order of their tables
+PEERS = [
+    Peer("MACE", "mace", "mace-torch", mace_available, build_mace, mace_call),
+    Peer("FlashCart", "flashcart", "flashcart", flashcart_available, build_flashcart,
+         flashcart_call),
+]  # fmt: skip
 
 
 def time_interleaved(
