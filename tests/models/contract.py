@@ -183,6 +183,50 @@ class ModelContract:
         atoms = molecule(11)
         e64, f64 = self.energy_forces(self.model(dtype="float64"), atoms)
         e32, f32 = self.energy_forces(self.model(dtype="float32"), atoms)
-        assert e32.dtype == torch.float32
+        assert e32.dtype == torch.float64 and f32.dtype == torch.float32  # totals in float64
         assert abs(float(e32) - float(e64)) < 1e-4 * max(1.0, abs(float(e64)))
         assert torch.allclose(f32.double(), f64, atol=1e-3 * max(1.0, float(f64.abs().max())))
+
+    def test_float32_sums_reference_energies_in_float64(self):
+        """Totals are float64 whatever the dtype: E0s of -2042 eV per atom are not quantised."""
+        zs = self.config.get("atomic_numbers", [1, 6, 7, 8])
+        e0s = {z: -1000.0 - 41.982 * z - 1e-6 * k for k, z in enumerate(zs)}
+        model = self.model(E0s=e0s, dtype="float32")
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "readout" in name:
+                    p.zero_()
+        atoms = molecule(12, n=6) + molecule(13, n=6)  # 12 atoms, some far apart
+        atoms.positions[6:] += 20.0
+        e, f = self.energy_forces(model, atoms)
+        assert e.dtype == torch.float64 and model.E0s.dtype == torch.float64
+        expected = sum(e0s[int(z)] for z in atoms.numbers)
+        assert abs(float(e) - expected) < 1e-9
+        assert torch.equal(f, torch.zeros_like(f))
+
+    def test_no_neighbours(self):
+        """An isolated atom and a dimer stretched past r_max: finite energies, zero forces,
+        the stretched dimer's energy the sum of its atoms' (also batched and with stress)."""
+        model = self.model(seed=5)
+        single = Atoms("C", positions=[[0.0, 0.0, 0.0]])
+        dimer = Atoms("CO", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, model.r_max + 0.5]])
+        oxygen = Atoms("O", positions=[[1.0, 2.0, 3.0]])
+        box = Atoms("C", positions=[[1.0, 1.0, 1.0]], cell=np.eye(3) * (model.r_max + 1.0),
+                    pbc=True)  # fmt: skip
+        e_c, f_c = self.energy_forces(model, single)
+        e_o, _ = self.energy_forces(model, oxygen)
+        e_d, f_d = self.energy_forces(model, dimer)
+        assert torch.isfinite(e_c) and torch.equal(f_c, torch.zeros_like(f_c))
+        assert torch.equal(f_d, torch.zeros_like(f_d))
+        assert abs(float(e_d - e_c - e_o)) < self.atol * max(1.0, abs(float(e_d)))
+        out = self.predict(model, [single, molecule(14), box], stress=True)
+        assert abs(float(out.energy[0].detach() - e_c)) < self.atol * max(1.0, abs(float(e_c)))
+        assert abs(float(out.energy[2].detach() - e_c)) < self.atol * max(1.0, abs(float(e_c)))
+        assert torch.isfinite(out.forces).all() and torch.isfinite(out.stress).all()
+        assert torch.equal(out.stress[2], torch.zeros_like(out.stress[2]))
+        model.train()  # training builds the graph of the forces: it must hold without edges
+        out = self.predict(model, [single, dimer])
+        loss = out.energy.square().sum() + out.forces.square().sum()
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -57,14 +57,18 @@ def _stack(values: list, dtype: torch.dtype) -> torch.Tensor | None:
 def collate_samples(
     samples: Sequence[Sample], dtype: torch.dtype = torch.float64
 ) -> tuple[GraphBatch, Targets, torch.Tensor]:
-    """A batch, its labels (a label is absent if any structure lacks it) and structure weights."""
+    """A batch, its labels (a label is absent if any structure lacks it) and structure weights.
+
+    Floating fields are in ``dtype`` except the energies, which stay float64 as the model's
+    total energies do (:mod:`tensorpot.models.base`).
+    """
     configs = [s.config for s in samples]
     batch = collate([s.graph for s in samples], dtype=dtype)
     forces = None
     if all(c.forces is not None for c in configs):
         forces = torch.as_tensor(np.concatenate([c.forces for c in configs]), dtype=dtype)
     targets = Targets(
-        energy=_stack([c.energy for c in configs], dtype),
+        energy=_stack([c.energy for c in configs], torch.float64),  # totals: always float64
         forces=forces,
         stress=_stack([c.stress for c in configs], dtype),
         virials=_stack([c.virials for c in configs], dtype),

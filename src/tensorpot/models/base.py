@@ -4,6 +4,13 @@ A family subclasses :class:`Potential` and implements :meth:`Potential.site_ener
 (the learned part, eV per atom before scale and shift). The base class maps atomic numbers to
 species indices, applies ``E_u = scale_Z * eps_u + shift_Z + E0_Z``, sums per structure and takes
 forces ``F = -dE/dx`` and stress ``sigma = (1/V) dE/d(strain)`` by autograd (ICTP spec 3.8).
+
+Reference energies and totals are float64 whatever the model's dtype: a float32 total of a
+27-atom molecule (about -16,000 eV) is quantised at about 2 meV, the size of the errors a good
+potential makes. The learned part runs in the model's dtype, and so do forces and stress.
+
+A structure, or an atom, with no neighbour within ``r_max`` is valid input: its atoms get the
+site energy of their bare embedding and zero force.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from tensorpot.data.pairs import edge_pairs
 class Predictions(NamedTuple):
     """Outputs of a :class:`Potential` for a batch of ``B`` structures and ``N`` atoms."""
 
-    energy: Tensor  # [B] eV
-    node_energy: Tensor  # [N] eV
+    energy: Tensor  # [B] eV, float64
+    node_energy: Tensor  # [N] eV, float64
     forces: Tensor | None = None  # [N, 3] eV/Å
     stress: Tensor | None = None  # [B, 3, 3] eV/Å³ (zero for structures without a cell)
     virials: Tensor | None = None  # [B, 3, 3] eV, virial W = -dE/d(strain)
@@ -66,14 +73,22 @@ class Potential(nn.Module):
         self.register_buffer("species_table", table, persistent=False)
         self.atomic_numbers = tuple(int(z) for z in atomic_numbers)
         self.r_max = float(r_max)
-        e0 = torch.zeros(num_species) if E0s is None else torch.as_tensor(list(E0s))
-        self.register_buffer("E0s", e0.to(torch.float64))
+        e0 = [0.0] * num_species if E0s is None else [float(e) for e in E0s]
+        self.register_buffer("E0s", torch.tensor(e0, dtype=torch.float64))
         self.register_buffer("scale", _per_species(scale, num_species))
         self.register_buffer("shift", _per_species(shift, num_species))
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.E0s.dtype
+        """The dtype of the learned part (inputs are cast to it); energies are float64."""
+        return self.scale.dtype
+
+    def _apply(self, fn, recurse=True):
+        """Move and cast as ``nn.Module`` does, but keep ``E0s`` in float64 (it may move)."""
+        e0s = self.E0s
+        super()._apply(fn, recurse)
+        self.E0s = e0s.to(device=self.E0s.device, dtype=torch.float64)
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -114,8 +129,9 @@ class Potential(nn.Module):
             species, vectors, batch.edge_index, batch.batch, num_graphs, pair_first, edge_pair
         )
         eps = self.site_energies(geometry)  # [N]
-        node_energy = self.scale[species] * eps + self.shift[species] + self.E0s[species]
-        energy = torch.zeros(num_graphs, dtype=node_energy.dtype, device=node_energy.device)
+        site = self.scale[species] * eps + self.shift[species]  # model dtype
+        node_energy = site.to(torch.float64) + self.E0s[species]  # [N] float64
+        energy = torch.zeros(num_graphs, dtype=torch.float64, device=node_energy.device)
         energy = energy.index_add(0, batch.batch, node_energy)
         forces = stress = virials = None
         if compute_forces or compute_stress:

@@ -232,10 +232,12 @@ class EdgeTensorProduct(nn.Module):
 
     def channel_free(self, y: Tensor) -> list[Tensor]:
         """The inner, channel-free sum of every ``l1`` group: ``YK [E, Q_l1, 2l1+1]``."""
-        return [
-            (y @ getattr(self, f"coupling_{l1}")).view(y.shape[0], -1, 2 * l1 + 1)
-            for l1 in self.ranks_l1
-        ]
+        out = []
+        for l1 in self.ranks_l1:
+            coupling = getattr(self, f"coupling_{l1}")  # [D_y, Q_l1 (2l1+1)]
+            width = coupling.shape[1] // (2 * l1 + 1)  # explicit: an empty y (no edges) has no -1
+            out.append((y @ coupling).view(y.shape[0], width, 2 * l1 + 1))
+        return out
 
     def forward(self, x: list[Tensor], y: Tensor) -> list[list[Tensor]]:
         """``x[l1] [E, C, 2l1+1]``, ``y [E, D_y]`` -> per ``l1`` group, ``[E, 2l3+1, P, C]``."""
