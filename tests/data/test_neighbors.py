@@ -133,3 +133,30 @@ def test_empty_and_isolated():
 def test_bad_input_is_a_clear_error(positions, cell, pbc, cutoff, words):
     with pytest.raises(DataError, match=words):
         neighbor_list(np.asarray(positions), np.asarray(cell, float), np.asarray(pbc), cutoff)
+
+
+def test_a_cutoff_that_explodes_the_list_is_warned_about():
+    """Two atoms in a 3 Å cell with a 20 Å cutoff: about 2,500 neighbours per atom."""
+    import warnings
+
+    positions, cell = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), np.eye(3) * 3.0
+    with pytest.warns(RuntimeWarning, match="neighbours per atom"):
+        neighbor_list(positions, cell, np.ones(3, bool), 20.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        neighbor_list(positions, cell, np.ones(3, bool), 5.0)
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, True, False), (False, False, False)])
+def test_estimated_neighbours_are_close_to_the_count(pbc):
+    from tensorpot.data.neighbors import estimated_neighbors
+
+    rng = np.random.default_rng(1)
+    cell = np.diag([30.0, 30.0, 12.0])
+    positions = rng.uniform(0, 1, (1500, 3)) * np.diag(cell)
+    pbc = np.array(pbc)
+    edges, _ = neighbor_list(positions, cell, pbc, 5.0)
+    counted = edges.shape[1] / len(positions)
+    assert estimated_neighbors(positions, cell * pbc[:, None], pbc, 5.0) == pytest.approx(
+        counted, rel=0.35
+    )

@@ -13,12 +13,43 @@ used (their shift is always zero), so they are zeroed before the call.
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import vesin
 
 from tensorpot.errors import DataError
 
 _DEGENERATE = 1e-8  # relative size below which a periodic cell is treated as singular
+#: Above this many neighbours per atom (estimated before the list is built) a cutoff gets a
+#: warning: interatomic potentials use tens to a few hundred (12 Å in water: about 700), and
+#: every edge costs the model memory in proportion to its channels and ranks.
+MANY_NEIGHBORS = 2000
+
+
+def estimated_neighbors(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
+) -> float:
+    """The number of neighbours per atom a cutoff will give, estimated without building the
+    list: the structure's atom density times the cutoff sphere's volume, where the volume is
+    the periodic cell's along periodic directions and the atoms' extent (plus 2 Å) along the
+    others; at most the atoms of the structure times the periodic images in reach."""
+    n = len(positions)
+    periodic = cell[np.asarray(pbc, dtype=bool)]
+    images, measure = 1.0, 1.0
+    complement = np.eye(3)
+    if len(periodic):
+        gram = periodic @ periodic.T
+        measure = math.sqrt(abs(float(np.linalg.det(gram))))  # length, area or volume
+        complement = np.linalg.svd(periodic)[2][len(periodic) :]
+        # the distance between lattice planes of each periodic vector, within their span
+        for spacing in 1.0 / np.sqrt(np.diag(np.linalg.inv(gram))):
+            images *= 2 * math.ceil(cutoff / spacing) + 1
+    if len(complement):
+        measure *= float(np.prod(np.ptp(positions @ complement.T, axis=0) + 2.0))
+    density = n / max(measure, 1e-12)
+    return min(density * 4.0 / 3.0 * math.pi * cutoff**3, n * images)
 
 
 def neighbor_list(
@@ -48,6 +79,15 @@ def neighbor_list(
     cell[~pbc] = 0.0
     if len(positions) == 0:
         return np.zeros((2, 0), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
+    per_atom = estimated_neighbors(positions, cell, pbc, cutoff)
+    if per_atom > MANY_NEIGHBORS:
+        warnings.warn(
+            f"a cutoff of {cutoff:g} Å gives about {per_atom:,.0f} neighbours per atom in this "
+            f"{len(positions)}-atom structure (interatomic potentials use tens to hundreds); the "
+            "model's memory grows with the edges: is r_max meant to be this large?",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, shifts = calculator.compute(positions, cell, [bool(p) for p in pbc], quantities="ijS")

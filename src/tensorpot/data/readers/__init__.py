@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 
 from tensorpot.data.configuration import Configuration
-from tensorpot.data.readers.extxyz import read_extxyz
+from tensorpot.data.readers.extxyz import read_extxyz, read_extxyz_atoms
 from tensorpot.data.readers.npz import MD17_KEYS, RMD17_KEYS, read_md17_npz, read_rmd17_npz
 from tensorpot.errors import ConfigError, DataError
 
-__all__ = ["read_configurations", "read_extxyz", "read_md17_npz", "read_rmd17_npz"]
+__all__ = [
+    "read_configurations", "read_extxyz", "read_extxyz_atoms", "read_md17_npz", "read_rmd17_npz",
+]  # fmt: skip
 
 _EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
 _NPZ_OPTIONS = ("energy_unit", "energy_key", "forces_key")
@@ -27,6 +29,7 @@ _EXTXYZ_OPTIONS = (
     "config_type_key",
     "weight_key",
     "require_forces",
+    "require_energy",
 )
 
 

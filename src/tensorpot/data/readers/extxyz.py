@@ -25,7 +25,7 @@ from tensorpot.data.configuration import Configuration, fill_stress_virials
 from tensorpot.data.units import energy_factor
 from tensorpot.errors import DataError
 
-__all__ = ["read_extxyz"]
+__all__ = ["read_extxyz", "read_extxyz_atoms"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,22 +155,29 @@ def _tensor3(value: object, key: str, name: str, file: str, frame: int) -> np.nd
 
 
 def _to_configuration(
-    atoms: Atoms, file: str, frame: int, keys: dict[str, str], factor: float, require_forces: bool
+    atoms: Atoms,
+    file: str,
+    frame: int,
+    keys: dict[str, str],
+    factor: float,
+    require_forces: bool,
+    require_energy: bool = True,
 ) -> Configuration:
     n = len(atoms)
     energy = _lookup(atoms, keys["energy"])
-    if energy is _MISSING:
+    if energy is _MISSING and require_energy:
         raise DataError(
             f"missing energy key {keys['energy']!r}; keys present: {_keys_present(atoms)}",
             file,
             frame,
         )
-    energy_array = np.asarray(energy)
-    if energy_array.size != 1 or energy_array.dtype.kind not in "iuf":
+    energy_array = None if energy is _MISSING else np.asarray(energy)
+    bad = energy_array is not None and energy_array.dtype.kind not in "iuf"
+    if bad or (energy_array is not None and energy_array.size != 1):
         raise DataError(f"energy key {keys['energy']!r} is not a number: {energy!r}", file, frame)
     forces = _lookup(atoms, keys["forces"])
     if forces is _MISSING:
-        if n == 1:
+        if n == 1 and energy_array is not None:
             forces = np.zeros((1, 3))  # a lone atom feels no force (translation invariance)
         elif require_forces:
             raise DataError(
@@ -205,7 +212,7 @@ def _to_configuration(
         positions=atoms.positions,
         cell=atoms.cell.array,
         pbc=atoms.pbc,
-        energy=float(energy_array.reshape(-1)[0]) * factor,
+        energy=None if energy_array is None else float(energy_array.reshape(-1)[0]) * factor,
         forces=forces,
         stress=stress,
         virials=virials,
@@ -241,6 +248,7 @@ def read_extxyz(
     config_type_key: str = "config_type",
     weight_key: str = "config_weight",
     require_forces: bool = True,
+    require_energy: bool = True,
 ) -> list[Configuration]:
     """Read labelled frames from an extended-XYZ file.
 
@@ -263,6 +271,8 @@ def read_extxyz(
         config_type_key: info key of the structure label (default label "Default").
         weight_key: info key of the per-structure loss weight (default 1).
         require_forces: if False, a frame without forces gets ``forces=None``.
+        require_energy: if False, a frame without an energy gets ``energy=None`` (unlabelled
+            structures, to predict); a key that is there must still hold a number.
 
     Returns:
         The configurations, in the order ``index`` selects them.
@@ -293,7 +303,9 @@ def read_extxyz(
         n_frames = frame + 1
         if frame in wanted:
             atoms = _parse_frame(text, file, frame, lineno)
-            configs[frame] = _to_configuration(atoms, file, frame, keys, factor, require_forces)
+            configs[frame] = _to_configuration(
+                atoms, file, frame, keys, factor, require_forces, require_energy
+            )
         if frame >= last and wanted.step > 0:
             break
     if n_frames == 0:
@@ -304,3 +316,14 @@ def read_extxyz(
         logger.info("%s: energies in %s, multiplied by %.10g to get eV", file, energy_unit, factor)
     order = sorted(configs) if wanted.step > 0 else [k for k in wanted if k in configs]
     return [configs[k] for k in order]
+
+
+def read_extxyz_atoms(path: str | Path) -> list[Atoms]:
+    """Every frame of an extended-XYZ file as ASE reads it, with all its keys (info, arrays and
+    the calculator's results), split and parsed as :func:`read_extxyz` does it, so a bad frame
+    gets the same :class:`~tensorpot.errors.DataError`. Used to write predictions beside every
+    key of the input."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", str(path))
+    return [_parse_frame(text, str(path), frame, lineno) for frame, lineno, text in _frames(path)]
