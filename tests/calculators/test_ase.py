@@ -208,3 +208,44 @@ def test_model_path_loads_lazily(monkeypatch, tmp_path):
         TensorPotCalculator()
     with pytest.raises(ValueError, match="exactly one"):
         TensorPotCalculator(model=pot, model_path=path)
+
+
+def test_atoms_at_the_same_position_are_refused_not_nan():
+    atoms = attach(molecule())
+    atoms.positions[3] = atoms.positions[5]
+    with pytest.raises(DataError, match="atoms 3 and 5 are at the same position"):
+        atoms.get_potential_energy()
+
+
+def test_nan_position_is_refused():
+    atoms = attach(molecule())
+    atoms.positions[2, 1] = np.nan
+    with pytest.raises(DataError, match="positions contains nan"):
+        atoms.get_forces()
+
+
+def test_device_this_machine_lacks_is_one_clear_error():
+    from tensorpot.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        TensorPotCalculator(model=model(), device="cuda")
+
+
+def test_structures_without_neighbours_with_a_real_model():
+    """An isolated atom and a dimer stretched past r_max: the bare atoms' energies, no force."""
+    from tests.evaluation.tiny import tiny_model
+
+    calc = TensorPotCalculator(model=tiny_model())
+    energies = {}
+    for symbols, positions in [
+        ("C", [[0, 0, 0]]),
+        ("O", [[0, 0, 0]]),
+        ("CO", [[0, 0, 0], [0, 0, 6]]),
+    ]:
+        atoms = Atoms(symbols, positions=positions)
+        atoms.calc = calc
+        energies[symbols] = atoms.get_potential_energy()
+        assert np.all(atoms.get_forces() == 0.0)
+    assert energies["CO"] == pytest.approx(energies["C"] + energies["O"], abs=1e-9)

@@ -3,6 +3,11 @@
 Energies in eV, forces in eV/Å, stress in eV/Å³ (ASE's sign: ``sigma = (1/V) dE/d(strain)``,
 Voigt order xx, yy, zz, yz, xz, xy). Stress is only reported for cells with a periodic
 direction and a non-zero volume.
+
+Every structure is checked as the command line checks a data file (through
+:class:`~tensorpot.data.configuration.Configuration`: finite positions and cell, known elements,
+no two atoms at the same position, a usable periodic cell), so bad input is a
+:class:`~tensorpot.errors.DataError` naming the problem, never NaN energies.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.data.configuration import Configuration
+from tensorpot.devices import resolve_device
 from tensorpot.errors import DataError
 from tensorpot.models.base import Potential
 
@@ -57,8 +64,8 @@ class TensorPotCalculator(Calculator):
             model = copy.deepcopy(model)
         # frozen for inference (as MACE's calculator does): no parameter gradients are
         # recorded, and the radial MLP may use the CPU kernel (tensorpot.nn.radial.matmul)
-        self.model = model.to(device).eval().requires_grad_(False)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
         self._known = set(self.model.atomic_numbers)
 
     def calculate(
@@ -70,12 +77,15 @@ class TensorPotCalculator(Calculator):
         """Fill ``self.results`` with energy, free_energy, energies, forces (and stress).
 
         Raises:
-            DataError: if the structure holds an element the model was not trained on.
+            DataError: if the structure holds an element the model was not trained on, two
+                atoms at the same position, a NaN or infinite coordinate, or a degenerate
+                periodic cell.
         """
         properties = ["energy"] if properties is None else properties
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         self._check_elements(atoms)
+        check_structure(atoms)
         periodic = bool(atoms.pbc.any()) and abs(atoms.cell.volume) > 0
         graph = atoms_to_graph(atoms, self.model.r_max)
         batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
@@ -98,6 +108,19 @@ class TensorPotCalculator(Calculator):
             names = ", ".join(_symbol(z) for z in unknown)
             known = ", ".join(_symbol(z) for z in sorted(self._known))
             raise DataError(f"the model does not know element(s) {names}; it knows {known}")
+
+
+def check_structure(atoms: Atoms) -> None:
+    """Raise :class:`DataError` for a structure the command line would refuse in a data file.
+
+    The checks are those of :class:`Configuration` (shapes, finite values, elements 1-118,
+    atoms at the same position, periodic directions with a usable cell); the message names
+    the structure by its formula and the atoms involved.
+    """
+    Configuration(
+        numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array,
+        pbc=atoms.pbc, source=(f"structure {atoms.get_chemical_formula()}", None),
+    )  # fmt: skip
 
 
 def _symbol(z: int) -> str:
