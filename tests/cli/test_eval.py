@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -124,3 +125,87 @@ def test_python_dash_m(tmp_path, model_file):
     done = subprocess.run(argv + [str(data)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [f"tensorpot: error: {data}: file not found"]
+
+
+THREE_BPA = Path(__file__).parents[2] / "data" / "3bpa"
+
+
+def test_eval_output_keeps_every_key_of_the_input(tmp_path, capsys, model_file, five_frames):
+    """The input's keys stay as they were (names, units); tensorpot's are added beside them."""
+    text = five_frames.read_text().replace(" energy=", " my_E=")
+    text = re.sub(r"(pbc=\"F F F\")", r'\1 temperature=300 source="md run 7"', text)
+    data = tmp_path / "keys.xyz"
+    data.write_text(text)
+    out = tmp_path / "pred.xyz"
+    argv = ["eval", "--model", str(model_file), "--data", str(data), "--output", str(out)]
+    assert main([*argv, "--energy-key", "my_E", "--energy-unit", "meV"]) == 0
+    inputs, written = ase.io.read(data, ":"), ase.io.read(out, ":")
+    assert len(written) == 5
+    for before, after in zip(inputs, written):
+        for key, value in before.info.items():
+            assert after.info[key] == value, key  # my_E still in its own unit (meV)
+        assert "energy" not in after.info and "tensorpot_energy" in after.info
+        np.testing.assert_array_equal(after.get_forces(), before.get_forces())
+        assert after.arrays["tensorpot_forces"].shape == (len(before), 3)
+
+
+def test_eval_predicts_unlabelled_data(tmp_path, capsys, model_file, five_frames):
+    frames = ase.io.read(five_frames, ":")
+    bare = tmp_path / "bare.xyz"
+    ase.io.write(bare, [type(a)(a.numbers, a.positions) for a in frames], format="extxyz")
+    out = tmp_path / "pred.xyz"
+    assert (
+        main(["eval", "--model", str(model_file), "--data", str(bare), "--output", str(out)]) == 0
+    )
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no labels to score: 5 structures predicted" in captured.err
+    labelled = evaluate(load_model(model_file), read_configurations(five_frames))[1]
+    for atoms, pred in zip(ase.io.read(out, ":"), labelled):
+        assert atoms.info["tensorpot_energy"] == pytest.approx(pred.energy, rel=1e-12)
+
+
+def test_eval_scores_virials_and_refuses_them_as_stress(tmp_path, capsys):
+    import tensorpot
+    from tests.evaluation.tiny import tiny_model
+
+    model_file = tensorpot.save_model(tiny_model(), tmp_path / "m.model")
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(3):
+        cell = np.diag([4.0, 4.5, 5.0]) + rng.uniform(-0.2, 0.2, (3, 3))
+        atoms = ase.Atoms("CHON", scaled_positions=rng.random((4, 3)) * 0.8, cell=cell, pbc=True)
+        atoms.info["energy"] = -2000.0 - k
+        atoms.info["virial"] = rng.normal(size=(3, 3)).round(3).tolist()
+        atoms.arrays["forces"] = np.zeros((4, 3))
+        frames.append(atoms)
+    data = tmp_path / "cells.xyz"
+    ase.io.write(data, frames, format="extxyz")
+    base = ["eval", "--model", str(model_file), "--data", str(data)]
+    assert main([*base, "--stress-key", "virial"]) == 2
+    assert "--virials-key virial" in capsys.readouterr().err
+    assert main([*base, "--virials-key", "virial"]) == 0
+    values = table_values(capsys.readouterr().out)
+    assert values["virials_rmse_per_atom"] > 0
+
+
+def test_eval_on_a_machine_without_the_device(capsys, model_file, five_frames):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = ["eval", "--model", str(model_file), "--data", str(five_frames), "--device", "cuda"]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "CUDA is not available" in lines[0]
+
+
+def test_eval_of_isolated_atoms(tmp_path, capsys, model_file):
+    """Frames with no neighbour within r_max (the bundled isolated atoms) are predicted."""
+    data = THREE_BPA / "iso_atoms.xyz"
+    out = tmp_path / "iso.xyz"
+    assert (
+        main(["eval", "--model", str(model_file), "--data", str(data), "--output", str(out)]) == 0
+    )
+    for atoms in ase.io.read(out, ":"):
+        assert np.isfinite(atoms.info["tensorpot_energy"])
+        assert np.all(atoms.arrays["tensorpot_forces"] == 0.0)

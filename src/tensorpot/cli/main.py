@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 from tensorpot.allocator import retain_freed_memory
@@ -54,15 +55,17 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         allow_abbrev=False,
         help="error table (and predictions) of a model on a data file",
-        description="Print the Markdown error table of a model on labelled data.",
+        description="Predict with a model and print its Markdown error table on the labels "
+        "the data has (unlabelled data: predictions only, with --output).",
     )
     ev.add_argument("--model", required=True, help="model file written by tensorpot")
-    ev.add_argument("--data", required=True, help="labelled data (.xyz, .extxyz, .npz)")
+    ev.add_argument("--data", required=True, help="data, labelled or not (.xyz, .extxyz, .npz)")
     ev.add_argument("--output", help="write predictions to this extended-XYZ file")
     ev.add_argument("--parity", help="write a parity plot to this PNG file")
     ev.add_argument("--energy-key", help="energy label key (default: energy)")
     ev.add_argument("--forces-key", help="forces label key (default: forces)")
-    ev.add_argument("--stress-key", help="stress label key (default: stress)")
+    ev.add_argument("--stress-key", help="stress label key, eV/Å³ (default: stress)")
+    ev.add_argument("--virials-key", help="virials label key, eV (default: virials)")
     ev.add_argument("--energy-unit", help="unit of energy labels (default: the reader's)")
     ev.add_argument("--batch-size", type=_positive_int, default=10, help="structures per batch")
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -125,9 +128,10 @@ def _eval(args: argparse.Namespace) -> int:
         "energy_key": args.energy_key,
         "forces_key": args.forces_key,
         "stress_key": args.stress_key,
+        "virials_key": args.virials_key,
         "energy_unit": args.energy_unit,
     }
-    table, _ = evaluate_file(
+    table, predictions = evaluate_file(
         args.model,
         args.data,
         output=args.output,
@@ -137,7 +141,13 @@ def _eval(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         **{k: v for k, v in options.items() if v is not None},
     )
-    print(format_error_table({Path(args.data).name: table}))
+    if table:
+        print(format_error_table({Path(args.data).name: table}))
+    else:
+        hint = "" if args.output else "; give --output to write them"
+        count = len(predictions)
+        print(f"tensorpot: {args.data} has no labels to score: {count} structures predicted"
+              f"{hint}", file=sys.stderr)  # fmt: skip
     for label, path in (("predictions", args.output), ("parity plot", args.parity)):
         if path is not None:
             print(f"tensorpot: wrote {label} to {path}", file=sys.stderr)
@@ -173,6 +183,11 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as ``tensorpot: warning: <message>`` (no source line)."""
+    print(f"tensorpot: warning: {_one_line(message)}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tensorpot`` command line on ``argv`` (default ``sys.argv[1:]``).
 
@@ -192,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in RETAIN_MEMORY_COMMANDS:
         retain_freed_memory()  # large temporaries reused, not page-faulted on every call
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            if not args.debug:  # one line per warning, as errors are shown
+                warnings.showwarning = _show_warning
+            return COMMANDS[args.command](args)
     except USER_ERRORS as err:
         if args.debug:
             raise

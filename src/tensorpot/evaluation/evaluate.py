@@ -7,6 +7,7 @@ The error table is the one of :class:`~tensorpot.evaluation.metrics.ErrorAccumul
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from ase.data import chemical_symbols
 from tensorpot.data.batch import GraphBatch, Targets
 from tensorpot.data.configuration import Configuration
 from tensorpot.data.dataset import GraphDataset, iterate_batches
-from tensorpot.errors import TensorPotError
+from tensorpot.errors import ConfigError, DataError, TensorPotError
 from tensorpot.evaluation.metrics import ErrorAccumulator, num_atoms_per_graph
 from tensorpot.files import atomic_write
 from tensorpot.models.base import Potential, Predictions
@@ -53,11 +54,13 @@ class StructurePrediction:
         forces: forces ``[N, 3]`` in eV/Å.
         stress: stress ``[3, 3]`` in eV/Å³, or None when the structure has no periodic cell
             (or stress was not asked for).
+        virials: virials ``[3, 3]`` in eV (``-dE/d(strain)``), when stress is there.
     """
 
     energy: float
     forces: np.ndarray
     stress: np.ndarray | None = None
+    virials: np.ndarray | None = None
 
 
 def has_periodic_cell(config: Configuration) -> bool:
@@ -126,6 +129,11 @@ def _split(
                 if out.stress is not None and has_periodic_cell(config)
                 else None
             ),
+            virials=(
+                out.virials[b].numpy().copy()
+                if out.virials is not None and has_periodic_cell(config)
+                else None
+            ),
         )
         for b, config in enumerate(chunk)
     ]
@@ -166,8 +174,8 @@ def evaluate(
     """The error table of ``model`` on labelled ``configs``, and its predictions.
 
     Energy errors count every structure with an energy label; force errors every force
-    component; stress errors the batches in which every structure has a stress label and a
-    periodic cell.
+    component; stress and virial errors the batches in which every structure has such a label
+    and a periodic cell. Unlabelled structures are predicted and leave the table empty.
 
     Returns:
         ``(table, predictions)``: the table maps metric names (``energy_mae``,
@@ -181,9 +189,29 @@ def evaluate(
     for chunk, batch, targets, out in _run(model, configs, batch_size, None):
         results.extend(_split(chunk, batch, out))
         if not all(has_periodic_cell(c) for c in chunk):
-            out = out._replace(stress=None)
+            out = out._replace(stress=None, virials=None)
         acc.update(out, targets, num_atoms_per_graph(batch.batch, batch.num_graphs))
     return acc.table(), results
+
+
+def _with_prediction(atoms: Atoms, prediction: StructurePrediction) -> Atoms:
+    """``atoms`` with the predictions added as ``tensorpot_*`` keys (eV, eV/Å, eV/Å³)."""
+    atoms.info["tensorpot_energy"] = prediction.energy
+    if prediction.stress is not None:
+        atoms.info["tensorpot_stress"] = np.asarray(prediction.stress, dtype=np.float64)
+    if prediction.virials is not None:
+        atoms.info["tensorpot_virials"] = np.asarray(prediction.virials, dtype=np.float64)
+    atoms.arrays["tensorpot_forces"] = np.asarray(prediction.forces, dtype=np.float64)
+    return atoms
+
+
+def _input_frame(atoms: Atoms, prediction: StructurePrediction) -> Atoms:
+    """A copy of an input frame, every key it had kept, with the predictions added."""
+    copied = atoms.copy()  # copies info and arrays, not the calculator
+    if atoms.calc is not None and atoms.calc.results:
+        results = {k: copy.deepcopy(v) for k, v in atoms.calc.results.items()}
+        copied.calc = SinglePointCalculator(copied, **results)
+    return _with_prediction(copied, prediction)
 
 
 def _atoms(config: Configuration, prediction: StructurePrediction) -> Atoms:
@@ -201,11 +229,7 @@ def _atoms(config: Configuration, prediction: StructurePrediction) -> Atoms:
         atoms.calc = SinglePointCalculator(atoms, **labels)
     if config.config_type != "Default":
         atoms.info["config_type"] = config.config_type
-    atoms.info["tensorpot_energy"] = prediction.energy
-    if prediction.stress is not None:
-        atoms.info["tensorpot_stress"] = np.asarray(prediction.stress, dtype=np.float64)
-    atoms.arrays["tensorpot_forces"] = np.asarray(prediction.forces, dtype=np.float64)
-    return atoms
+    return _with_prediction(atoms, prediction)
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -221,23 +245,47 @@ def write_predictions(
     configs: Sequence[Configuration],
     predictions: Sequence[StructurePrediction],
     overwrite: bool = False,
+    inputs: Sequence[Atoms] | None = None,
 ) -> Path:
     """Write structures, reference labels and predictions to an extended-XYZ file atomically.
 
-    Every frame keeps its reference labels as ``energy``, ``forces`` (and ``stress``) in eV
-    units, and adds ``tensorpot_energy`` and ``tensorpot_stress`` (when predicted) to the
-    frame info and ``tensorpot_forces`` to the per-atom arrays.
+    With ``inputs`` (the frames as read from an extended-XYZ file) every frame keeps all its
+    keys, names and units as they were; without, it gets its reference labels as ``energy``,
+    ``forces`` (and ``stress``) in eV units. Either way ``tensorpot_energy``,
+    ``tensorpot_stress`` and ``tensorpot_virials`` (when predicted) are added to the frame info
+    and ``tensorpot_forces`` to the per-atom arrays, in eV, eV/Å, eV/Å³ and eV.
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is false.
-        ValueError: ``configs`` and ``predictions`` differ in length.
+        ValueError: ``configs``, ``predictions`` (and ``inputs``) differ in length.
     """
     path = check_output(path, overwrite)
     if len(configs) != len(predictions):
         raise ValueError(f"{len(configs)} configurations but {len(predictions)} predictions")
-    frames = [_atoms(c, p) for c, p in zip(configs, predictions)]
+    if inputs is not None and len(inputs) != len(predictions):
+        raise ValueError(f"{len(inputs)} input frames but {len(predictions)} predictions")
+    if inputs is not None:
+        frames = [_input_frame(a, p) for a, p in zip(inputs, predictions)]
+    else:
+        frames = [_atoms(c, p) for c, p in zip(configs, predictions)]
     write = lambda handle: ase.io.write(handle, frames, format="extxyz")  # noqa: E731
     return atomic_write(path, write, binary=False)
+
+
+def _check_labelled_alike(configs: Sequence[Configuration], keys: dict[str, Any]) -> None:
+    """Energies and forces must label every frame or none: a frame missing a label that the
+    others have is a broken file, not an unlabelled one (its errors would go uncounted)."""
+    for name in ("energy", "forces"):
+        have = [getattr(c, name) is not None for c in configs]
+        if any(have) and not all(have):
+            config = configs[have.index(False)]
+            if name == "forces" and config.n_atoms == 1:
+                continue
+            first = configs[have.index(True)].source[1]
+            raise config.error(
+                f"missing {name} key {keys.get(f'{name}_key', name)!r}, which frame {first} "
+                "and others have: label every frame or none"
+            )
 
 
 def evaluate_file(
@@ -252,7 +300,9 @@ def evaluate_file(
 ) -> tuple[dict[str, float], list[StructurePrediction]]:
     """Load a model file, evaluate it on a data file, and optionally write predictions/plot.
 
-    Output paths are checked before any work is done.
+    Output paths are checked before any work is done. Labels are optional: unlabelled
+    structures are predicted (and written with ``output``) and give an empty table. The
+    predictions of an extended-XYZ file are written beside every key of its frames.
 
     Args:
         model_path: a file written by :func:`tensorpot.save_model`.
@@ -262,18 +312,30 @@ def evaluate_file(
         batch_size: structures per forward pass.
         device: torch device to evaluate on.
         overwrite: replace existing output files.
-        **reader_options: ``energy_key``, ``energy_unit``, ... for the reader.
+        **reader_options: ``energy_key``, ``energy_unit``, ``virials_key``, ... for the reader.
 
     Returns:
         ``(table, predictions)`` as :func:`evaluate` returns them.
 
     Raises:
-        TensorPotError: for a bad model file, bad data (DataError, naming file and frame) or
-            an output file that exists.
+        TensorPotError: for a bad model file, bad data (DataError, naming file and frame),
+            a stress key that names virials, a device this machine lacks, or an output file
+            that exists.
     """
-    from tensorpot.data.readers import read_configurations
+    from tensorpot.data.readers import read_configurations, read_extxyz_atoms
+    from tensorpot.devices import resolve_device
     from tensorpot.models.io import load_model
 
+    stress_key = str(reader_options.get("stress_key", ""))
+    if stress_key.lower().startswith("virial"):
+        raise ConfigError(
+            f"stress key {stress_key!r} names virials (eV), not stress (eV/Å³): "
+            f"give it as the virials key (--virials-key {stress_key})"
+        )
+    device = resolve_device(device)
+    extxyz = Path(data_path).suffix.lower() in (".xyz", ".extxyz")
+    if extxyz:  # predicting is the main use: labels are optional
+        reader_options = {"require_energy": False, "require_forces": False, **reader_options}
     if output is not None:
         check_output(output, overwrite)
     if parity is not None:
@@ -283,9 +345,15 @@ def evaluate_file(
         check_output(parity, overwrite)
     model = load_model(model_path, device=device)
     configs = read_configurations(data_path, **reader_options)
+    if extxyz:
+        _check_labelled_alike(configs, reader_options)
+    if parity is not None and all(c.energy is None for c in configs):
+        raise DataError(f"no {reader_options.get('energy_key', 'energy')!r} labels to plot a "
+                        "parity plot of", str(data_path))  # fmt: skip
     table, predictions = evaluate(model, configs, batch_size=batch_size)
     if output is not None:
-        write_predictions(output, configs, predictions, overwrite=overwrite)
+        inputs = read_extxyz_atoms(data_path) if extxyz else None
+        write_predictions(output, configs, predictions, overwrite=overwrite, inputs=inputs)
     if parity is not None:
         from tensorpot.evaluation.plots import plot_parity_predictions
 

@@ -1,7 +1,8 @@
 """Error metrics as the papers report them: MAE and RMSE of energies, forces and stress.
 
 Energies per structure (meV) and per atom (meV/atom), force components (meV/Å), stress
-components (meV/Å³). Accumulated batch by batch, so any data set size works.
+components (meV/Å³) and virial components per atom (meV/atom, as MACE reports them).
+Accumulated batch by batch, so any data set size works.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ METRIC_UNITS = {
     "forces_rmse": "meV/Å",
     "stress_mae": "meV/Å³",
     "stress_rmse": "meV/Å³",
+    "virials_mae_per_atom": "meV/atom",
+    "virials_rmse_per_atom": "meV/atom",
 }
 
 
@@ -50,6 +53,9 @@ class ErrorAccumulator:
             self._add("forces", pred.forces.detach() - targets.forces)
         if targets.stress is not None and pred.stress is not None:
             self._add("stress", pred.stress.detach() - targets.stress)
+        if targets.virials is not None and pred.virials is not None:
+            diff = pred.virials.detach() - targets.virials
+            self._add("virials_per_atom", diff / num_atoms.to(diff.dtype)[:, None, None])
 
     def table(self) -> dict[str, float]:
         out = {}
