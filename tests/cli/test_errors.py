@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import tensorpot
 from tensorpot.cli.main import main
 from tensorpot.errors import DataError, TensorPotError
 from tests.cli.conftest import stderr_lines
@@ -148,3 +149,16 @@ def test_unknown_reader_option_for_npz(tmp_path, capsys, model_file):
     argv = ["eval", "--model", str(model_file), "--data", str(data), "--stress-key", "s"]
     assert main(argv) == 2
     check_one_line(capsys, str(data))
+
+
+def test_damaged_model_file(tmp_path, capsys, five_frames):
+    """50 flipped bytes in the weights: refused on load, not predictions of 1e24 meV."""
+    from tests.evaluation.tiny import tiny_model
+    from tests.models.test_io import _flip_bytes_of, _largest_tensor
+
+    model = tiny_model()
+    path = tensorpot.save_model(model, tmp_path / "m.model")
+    _flip_bytes_of(path, _largest_tensor(model))
+    argv = ["eval", "--model", str(path), "--data", str(five_frames)]
+    assert main(argv) == 2
+    check_one_line(capsys, str(path), "damaged")
