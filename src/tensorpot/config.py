@@ -20,6 +20,7 @@ from ase.data import chemical_symbols
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tensorpot.data.units import energy_factor
+from tensorpot.devices import resolve_device
 from tensorpot.errors import ConfigError
 from tensorpot.models.build import validate_model_config
 
@@ -42,6 +43,9 @@ class RunConfig(BaseModel):
     ``"isolated"`` (the IsolatedAtom frames of the training file) or null (zeros); ``model.E0s``
     may be given instead. Keys and ``energy_unit`` reach ``.npz`` readers only when set
     explicitly, so rMD17 files keep their own defaults (``energies``, kcal/mol).
+
+    ``device`` must exist on this machine (checked here, so a run without CUDA stops before any
+    data is read).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
@@ -134,6 +138,15 @@ class RunConfig(BaseModel):
             energy_factor(value)
         except ConfigError as err:
             raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _available_device(cls, value: str) -> str:
+        try:
+            resolve_device(value)
+        except ConfigError as err:  # "device 'cuda': ..." -> "device: 'cuda': ..." after the key
+            raise ValueError(str(err).removeprefix("device ")) from None
         return value
 
     @field_validator("name")

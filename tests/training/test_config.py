@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from tensorpot.config import RunConfig, load_run_config, parse_run_config
 from tensorpot.errors import ConfigError
+from tensorpot.training import train
+from tests.training.conftest import tiny_run
 
 
 @pytest.fixture()
@@ -99,3 +102,19 @@ def test_missing_files_and_bad_yaml_name_the_file(yaml_file, tmp_path):
 def test_malformed_override(yaml_file):
     assert "lrx" in one_line_error(yaml_file, ["lrx"])
     assert one_line_error(yaml_file, ["max_num_epochs.x=1"]).startswith("max_num_epochs.x:")
+
+def test_a_device_this_machine_lacks_names_the_key(yaml_file, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = one_line_error(yaml_file, ["device=cuda"])
+    assert message.startswith("device: 'cuda': CUDA is not available")
+    assert one_line_error(yaml_file, ["device=gpu"]).startswith("device: 'gpu' is not a torch")
+    assert load_run_config(yaml_file, ["device=cpu"]).device == "cpu"
+
+
+def test_train_stops_on_a_missing_device_before_writing(tmp_path, frames_file, e0s, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="^device: 'cuda'"):
+        train(tiny_run(frames_file, out, e0s, device="cuda"))
+    assert not out.exists()
+
