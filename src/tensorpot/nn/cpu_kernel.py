@@ -11,12 +11,37 @@ Two sources beside this module (declared in ``cpu_kernel.h``, bound in ``cpu_ker
   below its speed.
 
 The measured speed-ups are in docs/benchmarks/scaling.md (``benchmarks/breakdown.py``). The
-extension is compiled once per machine with the C++ compiler PyTorch uses for extensions
-(``torch.utils.cpp_extension``, cached under ``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``), which takes one to two minutes. Where it cannot be built, tensorpot
-warns once and uses the PyTorch operations; ``TENSORPOT_CPU_KERNEL=0`` turns it off. A
-derivative of a backward pass itself (training on forces, Hessians) always runs the PyTorch
+extension is compiled with the C++ compiler PyTorch uses for extensions
+(``torch.utils.cpp_extension``), which takes one to two minutes. Where it cannot be built,
+tensorpot warns once and uses the PyTorch operations; ``TENSORPOT_CPU_KERNEL=0`` turns it off.
+A derivative of a backward pass itself (training on forces, Hessians) always runs the PyTorch
 operations, which are differentiable.
+
+It is compiled at run time, on first use, rather than when the package is installed: it is
+built with ``-march=native`` for the CPU it runs on (a wheel built on another machine could
+stop with an illegal instruction); an isolated build environment does not see pip's
+``-c constraints.txt`` and would fetch another PyTorch (a CUDA build of several GB) to compile
+against; and a build that fails at run time leaves the PyTorch operations, where a failed
+install would leave nothing.
+
+The cache is one build directory per extension name under torch's extensions root
+(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions/<python>_<accelerator>``), and
+the name holds a hash of the CPU, the environment (``sys.prefix``, Python, torch's version),
+the sources' contents and the flags. So two environments never rebuild each other's kernel
+(torch would rebuild one build directory in place whenever the sources' paths or the flags
+differ), and the path of the built library is known: "compiling the CPU kernel" is printed on
+stderr exactly when a compile will happen. Each edit of the sources makes a new directory; the
+old ones can be deleted.
+
+torch guards a build with a ``lock`` file in the build directory, created exclusively and
+removed at the end; other processes wait while it exists, so a process killed while compiling
+would make every later one wait forever. tensorpot therefore holds an ``flock`` on
+``<name>.lock`` beside the build directory for the whole build (:func:`build_locked`). The
+operating system releases it when its process ends, however it ends, so it cannot go stale;
+and as every tensorpot process builds only while holding it, a torch ``lock`` found while
+holding it was left by an interrupted build and is removed. A process that waits longer than
+:data:`LOCK_TIMEOUT` for another one's build says so and uses the PyTorch operations. Where
+there is no ``fcntl`` (Windows) only torch's own lock guards the build.
 """
 
 from __future__ import annotations
@@ -26,17 +51,38 @@ import hashlib
 import os
 import platform
 import sys
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 SOURCES = [
     Path(__file__).with_name(f)
     for f in ("cpu_kernel.cpp", "convolution_kernel.cpp", "matmul_kernel.cpp")
 ]
+HEADERS = [Path(__file__).with_name("cpu_kernel.h")]
 FLAGS = ["-O3", "-march=native"]
+
+#: seconds to wait for another process's build of the kernel before running without it; a
+#: build takes one to two minutes, so this is long only where the machine is very busy
+LOCK_TIMEOUT = 15 * 60.0
+
+_LIBRARY = ".pyd" if sys.platform == "win32" else ".so"  # as torch.utils.cpp_extension names it
+
+T = TypeVar("T")
+
+
+class LockTimeout(RuntimeError):
+    """Another process held the build lock for longer than the timeout."""
 
 
 def enabled() -> bool:
@@ -56,17 +102,118 @@ def _machine() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
-def _build(cpp_extension, name: str) -> ModuleType:
+def _options(serial: bool = False) -> dict:
+    """The compiler's flags: with OpenMP, or for the serial kernel (see :func:`_build`)."""
+    if serial:
+        return {"extra_cflags": [*FLAGS, "-fopenmp-simd"]}
+    return {"extra_cflags": [*FLAGS, "-fopenmp"], "extra_ldflags": ["-fopenmp"]}
+
+
+def _name() -> str:
+    """The extension's name: one for each CPU, environment, content of the sources and flags,
+    so that no two of them share (and rebuild) one build directory."""
+    digest = hashlib.sha1()
+    for part in (_machine(), sys.prefix, sys.version, torch.__version__,
+                 repr(_options()), repr(_options(serial=True))):  # fmt: skip
+        digest.update(part.encode() + b"\0")
+    for source in (*SOURCES, *HEADERS):
+        digest.update(source.read_bytes())
+    return f"tensorpot_cpu_kernel_{digest.hexdigest()[:12]}"
+
+
+def _directory(name: str) -> Path:
+    """The build directory of extension ``name`` under torch's extensions root (created)."""
+    from torch.utils import cpp_extension
+
+    try:
+        return Path(cpp_extension._get_build_directory(name, False))
+    except AttributeError:  # a private helper of torch; the public root without its subfolder
+        root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+        directory = Path(root, name)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+
+def _acquire(file, path: Path, timeout: float) -> bool:
+    """Take the ``flock`` of ``file``, waiting at most ``timeout`` seconds for another holder.
+    ``False`` where the file system has no such locks (then torch's own lock is all there is)."""
+    waiting = False
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        except OSError:  # e.g. ENOLCK on some network file systems
+            return False
+        if not waiting:
+            print(f"tensorpot: waiting for another process compiling the CPU kernel (lock {path})",
+                  file=sys.stderr)  # fmt: skip
+            waiting = True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockTimeout(
+                f"tensorpot: another process has been compiling the CPU kernel for over "
+                f"{timeout:g} s (it holds the lock {path}); the convolution and the radial MLP "
+                "run as PyTorch operations in this process"
+            )
+        time.sleep(min(0.2, left))
+
+
+def build_locked(directory: Path, build: Callable[[], T], timeout: float | None = None) -> T:
+    """Run ``build``, which compiles the extension named ``directory.name`` into ``directory``,
+    while holding an ``flock`` on ``<directory>.lock``.
+
+    While it is held, a torch ``lock`` file in ``directory`` was left by an interrupted build
+    (every build runs under this lock) and is removed. Prints on stderr that it waits when
+    another process holds the lock, and that it compiles when the library is not there yet.
+    Raises :class:`LockTimeout` after ``timeout`` seconds (default :data:`LOCK_TIMEOUT`) of
+    waiting, without building.
+    """
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        _announce(directory)
+        return build()
+    path = directory.with_name(f"{directory.name}.lock")
+    with open(path, "a") as file:  # closing it releases the lock
+        if _acquire(file, path, timeout):
+            stale = directory / "lock"
+            if stale.exists():
+                stale.unlink(missing_ok=True)
+                print(f"tensorpot: removed {stale}, left by an interrupted build of the CPU "
+                      "kernel", file=sys.stderr)  # fmt: skip
+        _announce(directory)
+        return build()
+
+
+def _announce(directory: Path) -> None:
+    """Say that a compile will happen (a silent minute would look like a hang)."""
+    if not (directory / f"{directory.name}{_LIBRARY}").is_file():
+        print(f"tensorpot: compiling the CPU kernel in {directory} (once per machine and "
+              "environment, one to two minutes)", file=sys.stderr)  # fmt: skip
+
+
+def _build(cpp_extension, name: str, timeout: float) -> ModuleType:
     """Compile with OpenMP, which ``at::parallel_for`` needs to run in parallel in an extension
     (its loop is an inline ``#pragma omp parallel``; the library is the one PyTorch loaded);
     where the compiler has no OpenMP, build a serial kernel."""
-    try:
-        return cpp_extension.load(
-            name,
-            [str(f) for f in SOURCES],
-            extra_cflags=[*FLAGS, "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
+
+    def build_one(name: str, serial: bool) -> ModuleType:
+        directory = _directory(name)
+        sources = [str(f) for f in SOURCES]
+        options = _options(serial)
+        return build_locked(
+            directory,
+            lambda: cpp_extension.load(name, sources, build_directory=str(directory), **options),
+            timeout,
         )
+
+    try:
+        return build_one(name, serial=False)
+    except LockTimeout:
+        raise
     except Exception as error:
         warnings.warn(
             f"tensorpot: the CPU kernel could not be built with OpenMP ({error}); "
@@ -74,26 +221,20 @@ def _build(cpp_extension, name: str) -> ModuleType:
             RuntimeWarning,
             stacklevel=3,
         )
-        return cpp_extension.load(
-            f"{name}_serial", [str(f) for f in SOURCES], extra_cflags=[*FLAGS, "-fopenmp-simd"]
-        )
+        return build_one(f"{name}_serial", serial=True)
 
 
 @functools.lru_cache(maxsize=1)
 def load() -> ModuleType | None:
-    """The compiled kernel, or ``None`` (with one warning) where it cannot be built."""
+    """The compiled kernel, or ``None`` (with one warning) where it cannot be built, or where
+    another process's build of it took longer than :data:`LOCK_TIMEOUT`."""
     from torch.utils import cpp_extension
 
-    name = f"tensorpot_cpu_kernel_{_machine()}"
     try:
-        built = Path(cpp_extension._get_build_directory(name, False), f"{name}.so").is_file()
-    except Exception:  # a private helper of torch: only decides whether to say so
-        built = False
-    if not built:  # a silent minute would look like a hang
-        print("tensorpot: compiling the CPU kernel (once per machine, one to two minutes)",
-              file=sys.stderr)  # fmt: skip
-    try:
-        return _build(cpp_extension, name)
+        return _build(cpp_extension, _name(), LOCK_TIMEOUT)
+    except LockTimeout as error:
+        warnings.warn(str(error), RuntimeWarning, stacklevel=2)
+        return None
     except Exception as error:  # no compiler, no ninja, a failed build: the operations remain
         warnings.warn(
             f"tensorpot: the CPU kernel could not be built ({error}); "
