@@ -103,6 +103,7 @@ def test_malformed_override(yaml_file):
     assert "lrx" in one_line_error(yaml_file, ["lrx"])
     assert one_line_error(yaml_file, ["max_num_epochs.x=1"]).startswith("max_num_epochs.x:")
 
+
 def test_a_device_this_machine_lacks_names_the_key(yaml_file, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     message = one_line_error(yaml_file, ["device=cuda"])
@@ -117,4 +118,3 @@ def test_train_stops_on_a_missing_device_before_writing(tmp_path, frames_file, e
     with pytest.raises(ConfigError, match="^device: 'cuda'"):
         train(tiny_run(frames_file, out, e0s, device="cuda"))
     assert not out.exists()
-

@@ -10,7 +10,7 @@ import torch
 
 import tensorpot
 from tensorpot.config import parse_run_config
-from tensorpot.errors import TensorPotError
+from tensorpot.errors import DataError, TensorPotError
 from tensorpot.models.io import read_model_file
 from tensorpot.training import TrainResult, train
 from tensorpot.training import trainer as trainer_module
@@ -122,6 +122,22 @@ def test_refuses_to_overwrite_a_run(tmp_path, frames_file, e0s):
     with pytest.raises(TensorPotError, match="cannot resume"):
         train(config, resume=True)  # nothing to resume from, and a model to protect
     assert (out / "tiny.model").read_bytes() == model_bytes
+
+
+@pytest.mark.parametrize("e0_spec", ["average", "given"])
+def test_an_element_missing_from_the_model_names_file_frame_and_element(
+    tmp_path, frames_file, e0s, e0_spec
+):
+    """3BPA has H, C, N and O: a model of H, C and N says so before any E0 is looked for."""
+    model = {**tiny_run(frames_file, tmp_path, e0s)["model"], "atomic_numbers": [1, 6, 7]}
+    spec = "average" if e0_spec == "average" else {z: e for z, e in e0s.items() if z != 8}
+    config = tiny_run(frames_file, tmp_path / "run", e0s, E0s=spec, model=model)
+    with pytest.raises(DataError) as info:
+        train(config)
+    assert info.value.file == str(frames_file) and info.value.frame is not None
+    assert (
+        info.value.problem == "train set: element O is not in the model's atomic_numbers [1, 6, 7]"
+    )
 
 
 def test_time_budget_stops_after_the_first_epoch(tmp_path, frames_file, e0s):

@@ -16,11 +16,13 @@ import csv
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from ase.data import chemical_symbols
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from tensorpot.config import RunConfig
@@ -70,16 +72,22 @@ class RunData:
     tests: dict[str, GraphDataset]
     isolated: list[Configuration] = field(default_factory=list)
 
-    def check_elements(self, atomic_numbers: tuple[int, ...]) -> None:
-        """Raise DataError if a data set has an element the model does not know."""
-        known = set(atomic_numbers)
+    def check_elements(self, atomic_numbers: Sequence[int]) -> None:
+        """Raise DataError, naming the file, frame and element, if a set has an unknown element.
+
+        Checked before anything is computed per element (E0s, statistics), so a model config
+        that lacks an element of the data says so rather than failing on a derived value.
+        """
+        given = [int(z) for z in atomic_numbers]
+        known = set(given)
         for name, dataset in {"train": self.train, "valid": self.valid, **self.tests}.items():
             for config in dataset.configs:
                 extra = sorted(set(config.numbers.tolist()) - known)
                 if extra:
+                    symbols = ", ".join(chemical_symbols[z] for z in extra)
+                    what = f"element {symbols} is" if len(extra) == 1 else f"elements {symbols} are"
                     raise config.error(
-                        f"{name} set: elements {extra} are not in the model's atomic_numbers "
-                        f"{list(atomic_numbers)}"
+                        f"{name} set: {what} not in the model's atomic_numbers {given}"
                     )
 
 
@@ -124,6 +132,7 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
     if "atomic_numbers" not in model:
         numbers = {int(z) for c in [*train, *data.isolated] for z in c.numbers}
         model["atomic_numbers"] = sorted(numbers)
+    data.check_elements(model["atomic_numbers"])  # before E0s, which are needed per element
     if "E0s" in model and config.E0s is not None:
         raise ConfigError("E0s: given both as a run key and as model.E0s; give it once")
     if "E0s" not in model:
