@@ -45,7 +45,9 @@ class RunConfig(BaseModel):
     explicitly, so rMD17 files keep their own defaults (``energies``, kcal/mol).
 
     ``device`` must exist on this machine (checked here, so a run without CUDA stops before any
-    data is read).
+    data is read). A checkpoint is written every ``checkpoint_interval`` epochs, at the last
+    epoch, after ``checkpoint_minutes`` of training since the previous one, and after the first
+    best model of a run, so a killed run can nearly always be resumed.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
@@ -85,6 +87,7 @@ class RunConfig(BaseModel):
     output_dir: str | None = None
     eval_interval: int = Field(1, ge=1)
     checkpoint_interval: int = Field(10, ge=1)
+    checkpoint_minutes: float = Field(10.0, gt=0.0)
     threads: int | None = Field(None, ge=1)
     device: str = "cpu"
     max_train_frames: int | None = Field(None, ge=1)

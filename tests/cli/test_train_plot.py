@@ -111,6 +111,24 @@ def test_tiny_training_run_then_eval_and_plot(tmp_path, capsys, five_frames):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_train_and_resume_agree_on_a_model_without_checkpoint(tmp_path, capsys):
+    """A run killed before its first checkpoint: both commands name the same way out."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tiny.model").write_bytes(b"kept")
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text(
+        f"train_file: {THREE_BPA / 'train_300K.xyz'}\nname: tiny\noutput_dir: {run}\n"
+    )
+    assert main(["train", str(yaml_file)]) == 2
+    fresh = stderr_lines(capsys)
+    assert main(["train", str(yaml_file), "--resume"]) == 2
+    resumed = stderr_lines(capsys)
+    assert fresh == resumed and len(fresh) == 1
+    assert f"move {run / 'tiny.model'} away" in fresh[0]
+    assert (run / "tiny.model").read_bytes() == b"kept"
+
+
 def test_plot_learning_curves(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     log = tmp_path / "log.csv"

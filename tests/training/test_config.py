@@ -118,3 +118,9 @@ def test_train_stops_on_a_missing_device_before_writing(tmp_path, frames_file, e
     with pytest.raises(ConfigError, match="^device: 'cuda'"):
         train(tiny_run(frames_file, out, e0s, device="cuda"))
     assert not out.exists()
+
+
+def test_checkpoint_minutes_has_a_default_and_must_be_positive(yaml_file):
+    assert load_run_config(yaml_file, []).checkpoint_minutes == 10.0
+    assert load_run_config(yaml_file, ["checkpoint_minutes=0.5"]).checkpoint_minutes == 0.5
+    assert one_line_error(yaml_file, ["checkpoint_minutes=0"]).startswith("checkpoint_minutes:")

@@ -84,17 +84,23 @@ def test_resume_reaches_the_uninterrupted_state(tmp_path, full_run, frames_file,
     )
 
 
-def test_resume_after_a_crash(tmp_path, full_run, frames_file, e0s, monkeypatch):
-    out = tmp_path / "run"
-    config = tiny_run(frames_file, out, e0s, checkpoint_interval=2)
+def crash_in_epoch(monkeypatch, crash: int) -> None:
+    """Make training raise KeyboardInterrupt as epoch ``crash`` starts (``monkeypatch.undo()``
+    ends it)."""
     real_epoch = trainer_module._train_epoch
 
-    def crash_in_epoch_4(state, dataset, cfg, epoch, bar):
-        if epoch == 4:
+    def crashing(state, dataset, cfg, epoch, bar):
+        if epoch == crash:
             raise KeyboardInterrupt
         return real_epoch(state, dataset, cfg, epoch, bar)
 
-    monkeypatch.setattr(trainer_module, "_train_epoch", crash_in_epoch_4)
+    monkeypatch.setattr(trainer_module, "_train_epoch", crashing)
+
+
+def test_resume_after_a_crash(tmp_path, full_run, frames_file, e0s, monkeypatch):
+    out = tmp_path / "run"
+    config = tiny_run(frames_file, out, e0s, checkpoint_interval=2)
+    crash_in_epoch(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train(config)
     assert len(read_log(out / "log.csv")) == 3  # epochs 1-3 logged, checkpoint after 2
@@ -110,7 +116,7 @@ def test_refuses_to_overwrite_a_run(tmp_path, frames_file, e0s):
     config = tiny_run(frames_file, out, e0s, max_num_epochs=1)
     train(config)
     model_bytes = (out / "tiny.model").read_bytes()
-    with pytest.raises(TensorPotError, match="already holds a model or checkpoints"):
+    with pytest.raises(TensorPotError, match="already holds a model and checkpoints"):
         train(config)
     assert (out / "tiny.model").read_bytes() == model_bytes
     (out / "tiny.model").unlink()
@@ -119,9 +125,75 @@ def test_refuses_to_overwrite_a_run(tmp_path, frames_file, e0s):
     (out / "tiny.model").write_bytes(model_bytes)
     for path in (out / "checkpoints").iterdir():
         path.unlink()
-    with pytest.raises(TensorPotError, match="cannot resume"):
+    with pytest.raises(TensorPotError, match="nothing to resume"):
         train(config, resume=True)  # nothing to resume from, and a model to protect
     assert (out / "tiny.model").read_bytes() == model_bytes
+
+
+def test_a_model_without_checkpoint_gets_one_way_out(tmp_path, frames_file, e0s):
+    """A run killed between its first best model and its first checkpoint: fresh and resumed
+    runs give the same message, name the model file, and leave it alone."""
+    out = tmp_path / "run"
+    out.mkdir()
+    model = out / "tiny.model"
+    model.write_bytes(b"the user's model")
+    config = tiny_run(frames_file, out, e0s)
+    messages = []
+    for resume in (False, True):
+        with pytest.raises(TensorPotError) as info:
+            train(config, resume=resume)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "nothing to resume" in messages[0] and f"move {model} away" in messages[0]
+    assert model.read_bytes() == b"the user's model"
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.model"]  # nothing written
+
+
+def test_a_run_killed_after_its_first_best_model_resumes(
+    tmp_path, full_run, frames_file, e0s, monkeypatch
+):
+    """With the default 10-epoch interval, the first best model comes with a checkpoint."""
+    out = tmp_path / "run"
+    config = tiny_run(frames_file, out, e0s)
+    crash_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    assert (out / "tiny.model").is_file()
+    monkeypatch.undo()
+    resumed = train(config, resume=True)
+    reference = read_model_file(full_run.model_path)["state_dict"]
+    assert_same_tensors(read_model_file(resumed.model_path)["state_dict"], reference)
+
+
+class FakeClock:
+    """Seconds that pass only when an epoch is trained."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@pytest.mark.parametrize(("minutes", "newest"), [(7.0, [1, 1, 3, 3]), (60.0, [1, 1, 1, 1])])
+def test_checkpoints_by_time(tmp_path, frames_file, e0s, monkeypatch, minutes, newest):
+    """Every epoch takes 4 minutes of a fake clock and the interval is 100 epochs: after the
+    first best model (epoch 1) the next checkpoint comes once ``checkpoint_minutes`` passed."""
+    out = tmp_path / "run"
+    config = tiny_run(frames_file, out, e0s, checkpoint_interval=100, checkpoint_minutes=minutes)
+    clock, seen = FakeClock(), []
+    real_epoch = trainer_module._train_epoch
+
+    def four_minutes(state, dataset, cfg, epoch, bar):
+        if epoch > 1:  # the newest checkpoint when this epoch starts
+            seen.append(list_checkpoints(out / "checkpoints")[-1][0])
+        clock.seconds += 4 * 60.0
+        return real_epoch(state, dataset, cfg, epoch, bar)
+
+    monkeypatch.setattr(trainer_module, "_train_epoch", four_minutes)
+    train(config, clock=clock)
+    assert seen == newest
+    assert [e for e, _ in list_checkpoints(out / "checkpoints")] == [5]  # the last epoch's
 
 
 @pytest.mark.parametrize("e0_spec", ["average", "given"])

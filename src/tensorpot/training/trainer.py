@@ -5,7 +5,9 @@ the training set, and trains with AMSGrad Adam, ReduceLROnPlateau on the validat
 of the weights and MACE's weighted loss (ICTP spec 4.2-4.3). Shuffling uses a generator seeded
 from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed run reaches the
 same weights as an uninterrupted one. The best validation model (EMA weights) is saved as
-``<output_dir>/<name>.model``; periodic checkpoints go to ``<output_dir>/checkpoints``.
+``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch count,
+by time (``checkpoint_minutes``) and after the first best model, so that a killed run leaves
+something to resume from.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +57,10 @@ __all__ = ["TrainResult", "evaluate", "train"]
 logger = logging.getLogger(__name__)
 
 #: Run keys that may change on resume without changing the training trajectory.
-_FREE_KEYS = {"max_num_epochs", "time_budget_minutes", "progress_bar", "test_files", "threads"}
+_FREE_KEYS = {
+    "max_num_epochs", "time_budget_minutes", "progress_bar", "test_files", "threads",
+    "checkpoint_interval", "checkpoint_minutes",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,46 +84,57 @@ class TrainResult:
     errors_path: Path
 
 
-def train(config: RunConfig | dict, resume: bool = False) -> TrainResult:
+def train(
+    config: RunConfig | dict, resume: bool = False, *, clock: Callable[[], float] = time.monotonic
+) -> TrainResult:
     """Train a model as ``config`` says; continue from the newest checkpoint when ``resume``.
+
+    Args:
+        config: the run config (a mapping is validated into a :class:`RunConfig`).
+        resume: continue the run in ``output_dir`` from its newest checkpoint.
+        clock: seconds since an arbitrary origin; it times the epochs, ``time_budget_minutes``
+            and ``checkpoint_minutes`` (a test passes a fake clock to make them deterministic).
 
     Raises:
         ConfigError: for a bad config.
         DataError: for unusable data.
         TensorPotError: when a fresh run would overwrite a model or checkpoints in
-            ``output_dir`` (pass ``resume=True`` to continue that run instead).
+            ``output_dir`` (pass ``resume=True`` to continue that run instead), or when
+            ``output_dir`` holds a model but no checkpoint to resume from.
     """
     config = parse_run_config(config)
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _run(config, resume)
+        return _run(config, resume, clock)
     finally:
         torch.set_num_threads(threads)
 
 
 def _existing_checkpoint(config: RunConfig, resume: bool) -> Path | None:
-    """The checkpoint to resume from; refuses to start a fresh run over an earlier one."""
+    """The checkpoint to resume from (None: start afresh); refuses to overwrite an earlier run.
+
+    A model without a checkpoint (a run killed between its first best model and its first
+    checkpoint, or checkpoints deleted) gets the same message with and without ``resume``:
+    there is nothing to resume from, and the model is not overwritten either.
+    """
     out = config.run_dir
     model_path = out / f"{config.name}.model"
-    found = list_checkpoints(out / "checkpoints")
-    if not resume:
-        if model_path.exists() or found:
-            raise TensorPotError(
-                f"{out} already holds a model or checkpoints of a run named {config.name!r}: "
-                "resume it (--resume) or choose another output_dir or name"
-            )
-        return None
+    folder = out / "checkpoints"
+    found = list_checkpoints(folder)
+    if found and not resume:
+        held = "a model and checkpoints" if model_path.exists() else "checkpoints"
+        raise TensorPotError(
+            f"{out} already holds {held} of a run named {config.name!r}: "
+            "resume it (--resume) or choose another output_dir or name"
+        )
     if not found and model_path.exists():
         raise TensorPotError(
-            f"cannot resume: {out / 'checkpoints'} holds no checkpoint but {model_path} exists; "
-            "move it away to start afresh"
+            f"nothing to resume: {folder} holds no checkpoint of the run named {config.name!r}, "
+            f"but {model_path} exists; move {model_path} away or choose another output_dir or name"
         )
-    if not found:
-        logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
-        return None
-    return found[-1][1]
+    return found[-1][1] if found else None
 
 
 def _warn_changes(config: RunConfig, checkpoint: dict) -> None:
@@ -130,11 +147,13 @@ def _warn_changes(config: RunConfig, checkpoint: dict) -> None:
         )
 
 
-def _run(config: RunConfig, resume: bool) -> TrainResult:
-    start = time.monotonic()
+def _run(config: RunConfig, resume: bool, clock: Callable[[], float]) -> TrainResult:
+    start = clock()
     out = config.run_dir
     model_path = out / f"{config.name}.model"
     latest = _existing_checkpoint(config, resume)
+    if latest is None and resume:
+        logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
     checkpoint = load_checkpoint(latest) if latest is not None else None
     device = torch.device(config.device)
     data = prepare_data(config, checkpoint["model_config"] if checkpoint else None)
@@ -151,7 +170,7 @@ def _run(config: RunConfig, resume: bool) -> TrainResult:
     history = History(out / "log.csv", keep_epochs=state.epoch)
     writer = tensorboard_writer(out / "tensorboard")
     try:
-        _loop(state, data, config, history, writer, start)
+        _loop(state, data, config, history, writer, _Clock(clock, start), latest is not None)
     finally:
         if writer is not None:
             writer.close()
@@ -165,15 +184,34 @@ def _run(config: RunConfig, resume: bool) -> TrainResult:
     )
 
 
+@dataclass
+class _Clock:
+    """The run's clock, its start, and the time of the last checkpoint (seconds)."""
+
+    now: Callable[[], float]
+    start: float
+    last_checkpoint: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last_checkpoint = self.start
+
+    def minutes_since(self, since: float) -> float:
+        return (self.now() - since) / 60.0
+
+
 def _loop(
     state: TrainingState,
     data: RunData,
     config: RunConfig,
     history: History,
     writer: object,
-    start: float,
+    clock: _Clock,
+    checkpointed: bool,
 ) -> None:
-    """Train epochs ``state.epoch + 1 .. max_num_epochs`` (or until the time budget is spent)."""
+    """Train epochs ``state.epoch + 1 .. max_num_epochs`` (or until the time budget is spent).
+
+    ``checkpointed``: whether a checkpoint of this run exists already (a resumed run).
+    """
     num_batches = math.ceil(len(data.train) / config.batch_size)
     remaining = max(config.max_num_epochs - state.epoch, 0)
     bar = tqdm(
@@ -187,26 +225,34 @@ def _loop(
     with bar:
         while state.epoch < config.max_num_epochs:
             epoch = state.epoch + 1
-            tic = time.monotonic()
+            tic = clock.now()
             state.maybe_start_stage_two(epoch, config)
             train_loss = _train_epoch(state, data.train, config, epoch, bar)
             state.epoch = epoch
             budget = config.time_budget_minutes
-            over = budget is not None and (time.monotonic() - start) / 60.0 >= budget
+            over = budget is not None and clock.minutes_since(clock.start) >= budget
             last = over or epoch == config.max_num_epochs
             row = {"epoch": epoch, "lr": state.lr, "train_loss": train_loss}
+            improved = False
             if epoch % config.eval_interval == 0 or last:
-                row.update(_validate(state, data.valid, config, epoch))
+                part, improved = _validate(state, data.valid, config, epoch)
+                row.update(part)
                 bar.set_postfix(loss=f"{train_loss:.4g}", valid=f"{row['valid_loss']:.4g}")
             row["stage"] = 2 if state.stage_two else 1
-            row["time_s"] = time.monotonic() - tic
+            row["time_s"] = clock.now() - tic
             history.append(row)
             if writer is not None:
                 for key in ("lr", "train_loss", "valid_loss"):
                     if key in row:
                         writer.add_scalar(key, row[key], epoch)
-            if epoch % config.checkpoint_interval == 0 or last:
+            if (
+                epoch % config.checkpoint_interval == 0
+                or last
+                or clock.minutes_since(clock.last_checkpoint) >= config.checkpoint_minutes
+                or (improved and not checkpointed)  # else a kill leaves a model, no checkpoint
+            ):
                 _save_checkpoint(state, config)
+                clock.last_checkpoint, checkpointed = clock.now(), True
             if over:
                 logger.info("time budget of %g min spent after epoch %d", budget, epoch)
                 break
@@ -280,21 +326,29 @@ def evaluate(
     return float(loss), errors.table()
 
 
-def _validate(state: TrainingState, valid: GraphDataset, config: RunConfig, epoch: int) -> dict:
-    """Validate with the EMA weights, step the scheduler, keep the best model; a log row part."""
+def _validate(
+    state: TrainingState, valid: GraphDataset, config: RunConfig, epoch: int
+) -> tuple[dict, bool]:
+    """Validate with the EMA weights, step the scheduler, keep the best model.
+
+    Returns:
+        the validation part of the log row, and whether a new best model was saved.
+    """
     averaged = state.ema.average_parameters() if state.ema is not None else nullcontext()
     with averaged:
         loss, table = evaluate(state.model, valid, config.valid_batch_size, config, state.stage_two)
     if epoch % config.eval_interval == 0:  # a forced last-epoch validation leaves the lr alone
         state.scheduler.step(loss)
-    if loss < state.best_valid_loss:
+    improved = loss < state.best_valid_loss
+    if improved:
         state.best_valid_loss = loss
         _save_best(state, config, epoch, loss)
-    return {
+    row = {
         "valid_loss": loss,
         "valid_energy_rmse_meV_per_atom": table.get("energy_rmse_per_atom", ""),
         "valid_forces_rmse_meV_per_A": table.get("forces_rmse", ""),
     }
+    return row, improved
 
 
 def _save_best(state: TrainingState, config: RunConfig, epoch: int, loss: float) -> None:
