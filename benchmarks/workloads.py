@@ -16,7 +16,8 @@ installed.
 
 ``--workload md``: one ``VelocityVerlet`` step (0.5 fs) of one 3BPA molecule through
 ``TensorPotCalculator`` and ``MACECalculator`` (and ``FlashCartCalculator`` when installed);
-also the bare model call (energy + forces) on the starting geometry.
+also the bare model call (energy + forces) on the starting geometry, and tensorpot's step
+without the calculator's input checks (``check_structure``) and the checks alone.
 
 ``--workload fcc``: energy + forces + stress of periodic fcc Cu cells (a = 3.61 Å, cubic cell
 repeated n times, rattled by 0.02 Å), models with ``atomic_numbers [29]``; the neighbour list
@@ -72,6 +73,7 @@ from ase.build import bulk
 
 import common
 from tensorpot.allocator import retain_freed_memory
+from tensorpot.calculators import ase as calculator_module
 from tensorpot.calculators.ase import TensorPotCalculator
 from tensorpot.data.atoms import atoms_to_graph, collate
 
@@ -495,6 +497,16 @@ def _extra(mem: dict | None) -> float | None:
     return mem["peak"] - mem["before"]
 
 
+def _without_input_checks(call):
+    """Run ``call`` with TensorPotCalculator's input checks replaced by a no-op."""
+    checks = calculator_module.check_structure
+    calculator_module.check_structure = lambda atoms: None
+    try:
+        return call()
+    finally:
+        calculator_module.check_structure = checks
+
+
 def workload_md(args) -> None:
     from ase.md import velocitydistribution as vd
     from ase.md.verlet import VelocityVerlet
@@ -515,6 +527,12 @@ def workload_md(args) -> None:
     ictp_model = ictp(args, common.ELEMENTS)
     systems = {ICTP: dynamics(TensorPotCalculator(model=ictp_model))}
     bare = {f"{ICTP} bare": common.ictp_call(ictp_model, [start])}
+    # the calculator's input checks: the step without them, and the checks alone
+    _, unchecked_dyn = dynamics(TensorPotCalculator(model=ictp_model))
+    checks = {
+        f"{ICTP} unchecked": lambda: _without_input_checks(lambda: unchecked_dyn.run(1)),
+        "input checks": lambda: calculator_module.check_structure(start),
+    }
     dtype_note = ""
     if common.mace_available():
         from mace.calculators import MACECalculator
@@ -539,7 +557,9 @@ def workload_md(args) -> None:
         # its calculator builds graphs in torch's default dtype: float64 around each step only
         calls[FLASHCART] = lambda dyn=systems[FLASHCART][1]: _in_float64(lambda: dyn.run(1))
         bare[f"{FLASHCART} bare"] = common.flashcart_call(fc_model, [start])
-    times = common.time_interleaved({**calls, **bare}, args.md_steps, warmup=args.md_warmup)
+    times = common.time_interleaved(
+        {**calls, **bare, **checks}, args.md_steps, warmup=args.md_warmup
+    )
     steps = args.md_warmup + args.md_steps
     print(
         f"\n3BPA molecule ({len(start)} atoms), VelocityVerlet 0.5 fs, 300 K start, "
@@ -557,6 +577,12 @@ def workload_md(args) -> None:
         t = [times[n + suffix] for n in names]
         row = [f"{1e3 * x:.2f}" for x in t] + [_ratio(t[0], x) for x in t[1:]]
         print(f"| {label} | " + " | ".join(row) + " |")
+    checked, unchecked = times[ICTP], times[f"{ICTP} unchecked"]
+    print(
+        f"\n{ICTP}'s input checks (calculators.ase.check_structure): "
+        f"{1e6 * times['input checks']:.1f} us alone; MD step {1e3 * checked:.2f} ms with them, "
+        f"{1e3 * unchecked:.2f} ms without (ratio {checked / unchecked:.3f})"
+    )
     print()
     for name, (atoms, _) in systems.items():
         shift = np.linalg.norm(atoms.positions - start.positions, axis=1).max()

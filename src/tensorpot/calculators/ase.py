@@ -117,10 +117,11 @@ def check_structure(atoms: Atoms) -> None:
     atoms at the same position, periodic directions with a usable cell); the message names
     the structure by its formula and the atoms involved.
     """
-    Configuration(
-        numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array,
-        pbc=atoms.pbc, source=(f"structure {atoms.get_chemical_formula()}", None),
-    )  # fmt: skip
+    try:
+        Configuration(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array,
+                      pbc=atoms.pbc)  # fmt: skip
+    except DataError as err:  # the formula only when it is needed: it costs a quarter
+        raise DataError(err.problem, file=f"structure {atoms.get_chemical_formula()}") from None
 
 
 def _symbol(z: int) -> str:
