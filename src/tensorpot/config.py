@@ -47,7 +47,9 @@ class RunConfig(BaseModel):
     ``device`` must exist on this machine (checked here, so a run without CUDA stops before any
     data is read). A checkpoint is written every ``checkpoint_interval`` epochs, at the last
     epoch, after ``checkpoint_minutes`` of training since the previous one, and after the first
-    best model of a run, so a killed run can nearly always be resumed.
+    best model of a run, so a killed run can nearly always be resumed. The set-up facts and one
+    line per epoch go to ``<output_dir>/train.log`` and, unless ``log_to_stdout`` is false, to
+    stdout; the progress bar (``progress_bar``) is drawn only when stderr is a terminal.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
@@ -96,6 +98,7 @@ class RunConfig(BaseModel):
     compute_scale_shift: bool = True
     time_budget_minutes: float | None = Field(None, gt=0.0)
     progress_bar: bool = True
+    log_to_stdout: bool = True
     model: dict[str, Any] = Field(default_factory=lambda: {"model": "ictp"})
 
     @field_validator("train_file", "valid_file")

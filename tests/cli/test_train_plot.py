@@ -95,9 +95,10 @@ def test_tiny_training_run_then_eval_and_plot(tmp_path, capsys, five_frames):
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text("\n".join(lines) + "\n")
     assert main(["train", str(yaml_file), "--max_num_epochs=1", "model.num_channels=4"]) == 0
+    assert "epoch 1/1, train loss" in capsys.readouterr().out
     run = tmp_path / "run"
     model_file, log = run / "tiny.model", run / "log.csv"
-    assert model_file.is_file() and log.is_file()
+    assert model_file.is_file() and log.is_file() and (run / "train.log").is_file()
     assert log.read_text().splitlines()[0].startswith("epoch,")
     assert len(log.read_text().splitlines()) == 2  # the override set one epoch
     assert main(["train", str(yaml_file)]) == 2  # would overwrite the run

@@ -7,7 +7,8 @@
 - AMSGrad Adam with weight decay only on the interaction's post-aggregation weights and the
   product basis with its linear (ICTP spec 4.3, matched by parameter name), ReduceLROnPlateau,
   EMA, and the stage-two switch;
-- the per-epoch CSV log and the optional TensorBoard writer.
+- the per-epoch CSV log, the optional TensorBoard writer, and the text log of a run
+  (:func:`run_log`: ``train.log`` and stdout, for the duration of the run only).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import csv
 import logging
 import math
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 from ase.data import chemical_symbols
 from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm.auto import tqdm
 
 from tensorpot.config import RunConfig
 from tensorpot.data.configuration import Configuration
@@ -105,8 +109,6 @@ def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) 
     everything = read_data_file(config.train_file, config)
     isolated = [c for c in everything if is_isolated_atom(c)]
     train = [c for c in everything if not is_isolated_atom(c)]
-    if isolated:
-        logger.info("%d isolated-atom frames set apart from the training set", len(isolated))
     if config.valid_file is not None:
         valid = read_data_file(config.valid_file, config)
     else:
@@ -121,7 +123,11 @@ def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) 
         name: GraphDataset(read_data_file(path, config), r_max)
         for name, path in zip(_test_names(config.test_files), config.test_files)
     }
-    logger.info("%d training, %d validation structures", len(train), len(valid))
+    test_counts = "".join(f", {len(d)} test ({name})" for name, d in tests.items())
+    logger.info(
+        "frames: %d training, %d validation%s, %d isolated-atom",
+        len(train), len(valid), test_counts, len(isolated),
+    )  # fmt: skip
     return RunData(GraphDataset(train, r_max), GraphDataset(valid, r_max), tests, isolated)
 
 
@@ -138,7 +144,6 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
     if "E0s" not in model:
         e0s = resolve_e0s(config.E0s, [*train, *data.isolated], model["atomic_numbers"])
         model["E0s"] = e0s
-        logger.info("E0s (eV): %s", e0s)
     model.setdefault("seed", config.seed)
     cfg = validate_model_config(model)
     if config.compute_avg_num_neighbors and "avg_num_neighbors" not in model:
@@ -152,10 +157,6 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
             model["atomic_inter_shift"] = shift
         if wants_scale:
             model["atomic_inter_scale"] = scale
-    logger.info(
-        "avg_num_neighbors %s, scale %s, shift %s",
-        *(model.get(k) for k in ("avg_num_neighbors", "atomic_inter_scale", "atomic_inter_shift")),
-    )
     return validate_model_config(model).model_dump(mode="json")
 
 
@@ -279,3 +280,72 @@ def tensorboard_writer(folder: Path) -> Any:
     except ImportError:
         return None
     return SummaryWriter(log_dir=str(folder))
+
+
+class _RunFormatter(logging.Formatter):
+    """The message alone (``warning: ...`` for warnings and errors), time-stamped if asked."""
+
+    def __init__(self, stamped: bool):
+        super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
+        self.stamped = stamped
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        if record.exc_info:
+            text = f"{text}\n{self.formatException(record.exc_info)}"
+        return f"{self.formatTime(record, self.datefmt)} {text}" if self.stamped else text
+
+
+class _BarSafeHandler(logging.StreamHandler):
+    """Writes through ``tqdm.write``, which lifts a live progress bar off the terminal first
+    and redraws it below, so log lines and the bar do not garble each other."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()  # a line per epoch, visible at once also when stdout is a pipe
+        except Exception:  # logging's contract: report, never raise
+            self.handleError(record)
+
+
+@contextmanager
+def run_log(path: Path, to_stdout: bool = True) -> Iterator[None]:
+    """For the duration of a run: the ``tensorpot`` logger's records at INFO and above go to
+    ``path`` (appended, time-stamped) and, when ``to_stdout``, to stdout.
+
+    The handlers are removed and the logger's level restored on exit, so nothing stays changed
+    in the process. Records still propagate to the caller's own handlers; a program that shows
+    them itself turns the stdout copy off (``log_to_stdout: false``). When the run ends with an
+    exception, the file says so (the caller reports the exception itself).
+    """
+    package = logging.getLogger("tensorpot")
+    level = package.level
+    to_file = logging.FileHandler(path, mode="a", encoding="utf-8")
+    to_file.setFormatter(_RunFormatter(stamped=True))
+    handlers: list[logging.Handler] = [to_file]
+    if to_stdout:
+        handlers.append(_BarSafeHandler(sys.stdout))
+        handlers[-1].setFormatter(_RunFormatter(stamped=False))
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+    for handler in handlers:
+        package.addHandler(handler)
+    try:
+        yield
+    except BaseException as err:
+        why = "interrupted" if isinstance(err, KeyboardInterrupt) else type(err).__name__
+        detail = " ".join(str(err).split())
+        to_file.handle(
+            package.makeRecord(
+                package.name, logging.ERROR, __file__, 0,
+                "run stopped (%s)%s", (why, f": {detail}" if detail else ""), None,
+            )
+        )  # fmt: skip
+        raise
+    finally:
+        for handler in handlers:
+            package.removeHandler(handler)
+            handler.close()
+        package.setLevel(level)

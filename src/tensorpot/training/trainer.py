@@ -7,7 +7,8 @@ from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed 
 same weights as an uninterrupted one. The best validation model (EMA weights) is saved as
 ``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch count,
 by time (``checkpoint_minutes``) and after the first best model, so that a killed run leaves
-something to resume from.
+something to resume from. The set-up facts and one line per epoch go to
+``<output_dir>/train.log`` and stdout (:func:`~tensorpot.training.setup.run_log`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 from tqdm.auto import tqdm
 
+from tensorpot import __version__
 from tensorpot.config import RunConfig, parse_run_config
 from tensorpot.data.batch import GraphBatch, Targets
 from tensorpot.data.dataset import GraphDataset, iterate_batches
+from tensorpot.devices import resolve_device
 from tensorpot.errors import DataError, TensorPotError
 from tensorpot.evaluation.metrics import ErrorAccumulator, format_error_table, num_atoms_per_graph
 from tensorpot.models import Potential, Predictions, build_model, load_model, save_model
@@ -49,6 +53,7 @@ from tensorpot.training.setup import (
     make_state,
     model_dict,
     prepare_data,
+    run_log,
     tensorboard_writer,
 )
 
@@ -59,7 +64,7 @@ logger = logging.getLogger(__name__)
 #: Run keys that may change on resume without changing the training trajectory.
 _FREE_KEYS = {
     "max_num_epochs", "time_budget_minutes", "progress_bar", "test_files", "threads",
-    "checkpoint_interval", "checkpoint_minutes",
+    "checkpoint_interval", "checkpoint_minutes", "log_to_stdout",
 }  # fmt: skip
 
 
@@ -147,15 +152,64 @@ def _warn_changes(config: RunConfig, checkpoint: dict) -> None:
         )
 
 
+def _numbers(values: torch.Tensor) -> str:
+    """One number when all are equal, else the list (for per-species scale and shift)."""
+    items = [float(v) for v in values.flatten()]
+    if items and all(v == items[0] for v in items):
+        return f"{items[0]:.6g}"
+    return "[" + ", ".join(f"{v:.6g}" for v in items) + "]"
+
+
+def _log_model(model: Potential, device: torch.device) -> None:
+    """The model facts of the set-up: E0s, statistics, size, dtype and device."""
+    symbols = [chemical_symbols[z] for z in model.atomic_numbers]
+    e0s = ", ".join(f"{s} {float(e):.6g}" for s, e in zip(symbols, model.E0s))
+    logger.info("E0s (eV): %s", e0s)
+    avg = getattr(model.config, "avg_num_neighbors", None)
+    count = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "model %s: elements %s, avg_num_neighbors %s, scale %s, shift %s, %d parameters, "
+        "%s on %s",
+        getattr(model.config, "model", type(model).__name__), " ".join(symbols),
+        "-" if avg is None else f"{avg:.6g}", _numbers(model.scale), _numbers(model.shift),
+        count, str(model.dtype).removeprefix("torch."), device,
+    )  # fmt: skip
+
+
 def _run(config: RunConfig, resume: bool, clock: Callable[[], float]) -> TrainResult:
     start = clock()
     out = config.run_dir
     model_path = out / f"{config.name}.model"
-    latest = _existing_checkpoint(config, resume)
-    if latest is None and resume:
-        logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
+    latest = _existing_checkpoint(config, resume)  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    with run_log(out / "train.log", config.log_to_stdout):
+        logger.info("tensorpot %s: run %r in %s", __version__, config.name, out)
+        if latest is None and resume:
+            logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
+        data, state = _set_up(config, latest)
+        history = History(out / "log.csv", keep_epochs=state.epoch)
+        writer = tensorboard_writer(out / "tensorboard")
+        try:
+            _loop(state, data, config, history, writer, _Clock(clock, start), latest is not None)
+        finally:
+            if writer is not None:
+                writer.close()
+        tables = _final_errors(model_path, data, config, state.model.device)
+        errors_path = out / "errors.md"
+        text = format_error_table(tables)
+        errors_path.write_text(text + "\n", encoding="utf-8")
+        logger.info("errors of the best model (%s):\n%s", model_path.name, text)
+    return TrainResult(
+        model_path, state.best_valid_loss, state.epoch, history.path, tables, errors_path
+    )
+
+
+def _set_up(config: RunConfig, latest: Path | None) -> tuple[RunData, TrainingState]:
+    """Data, model and training state: fresh, or restored from the checkpoint ``latest``."""
     checkpoint = load_checkpoint(latest) if latest is not None else None
-    device = torch.device(config.device)
+    if checkpoint is not None:
+        logger.info("resuming %s after epoch %d", latest, int(checkpoint["epoch"]))
+    device = resolve_device(config.device)
     data = prepare_data(config, checkpoint["model_config"] if checkpoint else None)
     cfg = checkpoint["model_config"] if checkpoint else model_dict(config, data)
     model = build_model(cfg).to(device)
@@ -165,23 +219,8 @@ def _run(config: RunConfig, resume: bool, clock: Callable[[], float]) -> TrainRe
         state.load(checkpoint)
         set_rng_state(checkpoint["rng"])
         _warn_changes(config, checkpoint)
-        logger.info("resuming %s after epoch %d", latest, state.epoch)
-    out.mkdir(parents=True, exist_ok=True)
-    history = History(out / "log.csv", keep_epochs=state.epoch)
-    writer = tensorboard_writer(out / "tensorboard")
-    try:
-        _loop(state, data, config, history, writer, _Clock(clock, start), latest is not None)
-    finally:
-        if writer is not None:
-            writer.close()
-    tables = _final_errors(model_path, data, config, device)
-    errors_path = out / "errors.md"
-    text = format_error_table(tables)
-    errors_path.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    return TrainResult(
-        model_path, state.best_valid_loss, state.epoch, history.path, tables, errors_path
-    )
+    _log_model(model, device)
+    return data, state
 
 
 @dataclass
@@ -197,6 +236,20 @@ class _Clock:
 
     def minutes_since(self, since: float) -> float:
         return (self.now() - since) / 60.0
+
+
+def _epoch_line(row: dict, max_epochs: int, notes: list[str]) -> str:
+    """One epoch in words: losses, validation errors (meV), learning rate and time."""
+    parts = [f"epoch {row['epoch']}/{max_epochs}", f"train loss {row['train_loss']:.5g}"]
+    if "valid_loss" in row:
+        parts.append(f"valid loss {row['valid_loss']:.5g}")
+        energy, forces = row["valid_energy_rmse_meV_per_atom"], row["valid_forces_rmse_meV_per_A"]
+        if energy != "":
+            parts.append(f"energy RMSE {energy:.2f} meV/atom")
+        if forces != "":
+            parts.append(f"force RMSE {forces:.2f} meV/Å")
+    parts += [f"lr {row['lr']:.3g}", f"{row['time_s']:.1f} s"]
+    return ", ".join(parts) + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _loop(
@@ -218,9 +271,9 @@ def _loop(
         total=remaining * num_batches,
         desc=config.name,
         unit="batch",
-        disable=not config.progress_bar,
+        disable=not (config.progress_bar and sys.stderr.isatty()),  # no bar in a log file
         dynamic_ncols=True,
-        mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s
+        mininterval=0.5,
     )
     with bar:
         while state.epoch < config.max_num_epochs:
@@ -245,6 +298,7 @@ def _loop(
                 for key in ("lr", "train_loss", "valid_loss"):
                     if key in row:
                         writer.add_scalar(key, row[key], epoch)
+            notes = ["best"] if improved else []
             if (
                 epoch % config.checkpoint_interval == 0
                 or last
@@ -253,6 +307,8 @@ def _loop(
             ):
                 _save_checkpoint(state, config)
                 clock.last_checkpoint, checkpointed = clock.now(), True
+                notes.append("checkpoint")
+            logger.info("%s", _epoch_line(row, config.max_num_epochs, notes))
             if over:
                 logger.info("time budget of %g min spent after epoch %d", budget, epoch)
                 break
