@@ -7,11 +7,13 @@ energy-and-forces call of a large cell makes many temporaries of tens to hundred
 every call asks the kernel again for zero-filled pages: 1.7 million page faults per call and
 15 % of the call's CPU time in the kernel for a 5,324-atom fcc cell, 4.6 million and 26 % for
 10,976 atoms (32 channels, L = 2, nu = 3, 2 threads; ``benchmarks/workloads.py --workload
-fcc-sizes`` prints both). :func:`retain_freed_memory` turns both off: blocks come from the
-heap and freed memory stays there for the next call (after a call or two, while the heap
-settles, the faults stop). The process keeps its peak resident memory after a large call (and
-may hold a little more, through fragmentation), which is why this is a choice of the program
-(the ``tensorpot train`` and ``eval`` commands make it) rather than of importing the library.
+fcc-sizes`` prints both, with this setting under ``--retain-memory``; a property of the
+machine's paging, it is measured there rather than tested). :func:`retain_freed_memory` turns
+both off: blocks come from the heap and freed memory stays there for the next call (after a
+call or two, while the heap settles, the faults stop). The process keeps its peak resident
+memory after a large call (and may hold a little more, through fragmentation), which is why
+this is a choice of the program (the ``tensorpot train`` and ``eval`` commands make it) rather
+than of importing the library.
 """
 
 from __future__ import annotations
