@@ -43,3 +43,9 @@ def test_cheap_calls_get_more_rounds_for_min_seconds(clock):
     # the slowest call sets the rounds: 1 s / (1/16 s) = 16, after one warm-up call each
     assert counts == {"fast": 17, "slow": 17}
     assert out == {"fast": 1 / 64, "slow": 1 / 16}
+
+
+def test_no_warmup():
+    counts = {}
+    out = time_interleaved({"a": counting(counts, "a")}, 3, warmup=0, min_seconds=1.0)
+    assert counts == {"a": 3} and set(out) == {"a"}

@@ -214,7 +214,10 @@ def test_an_element_missing_from_the_model_names_file_frame_and_element(
 
 def test_time_budget_stops_after_the_first_epoch(tmp_path, frames_file, e0s):
     out = tmp_path / "run"
-    result = train(tiny_run(frames_file, out, e0s, time_budget_minutes=1e-9))
+    ticks = iter(range(0, 10**6, 60))  # a clock that advances a minute per reading
+    result = train(
+        tiny_run(frames_file, out, e0s, time_budget_minutes=0.5), clock=lambda: next(ticks)
+    )
     assert result.epochs_run == 1
     assert len(read_log(result.history_path)) == 1
     assert load_checkpoint(latest_checkpoint(out / "checkpoints"))["epoch"] == 1

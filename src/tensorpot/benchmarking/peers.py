@@ -205,10 +205,11 @@ def time_interleaved(
     """
     slowest = 0.0
     for fn in calls.values():
-        for _ in range(warmup):
+        for k in range(warmup):
             start = time.perf_counter()
             fn()
-        slowest = max(slowest, time.perf_counter() - start)
+            if k == warmup - 1:  # the last warm-up call, the cache warm
+                slowest = max(slowest, time.perf_counter() - start)
     if min_seconds > 0 and slowest > 0:
         repeats = max(repeats, math.ceil(min_seconds / slowest))
     samples: dict[str, list[float]] = {name: [] for name in calls}
