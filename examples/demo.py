@@ -35,9 +35,8 @@ def main() -> None:
         [f"output_dir={run_dir}", f"time_budget_minutes={args.minutes}", f"threads={args.threads}"],
     )
     start = time.perf_counter()
-    kernel = (
-        cpu_kernel.load()
-    )  # compiled once per machine and environment, outside the training budget
+    # compiled once per machine and environment, outside the training budget
+    kernel = cpu_kernel.load()
     print(f"CPU kernel: {'ready' if kernel else 'not built, PyTorch operations'} "
           f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
     result = train(config)
