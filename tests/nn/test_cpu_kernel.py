@@ -53,7 +53,7 @@ def test_compile_message_exactly_when_the_library_is_missing(tmp_path, capsys):
     assert "compiling the CPU kernel" in capsys.readouterr().err
 
 
-def test_name_differs_per_environment_torch_sources_and_flags(tmp_path, monkeypatch):
+def test_name_differs_per_environment_torch_sources_their_place_and_flags(tmp_path, monkeypatch):
     name = cpu_kernel._name()
     assert name.isidentifier() and name == cpu_kernel._name()
     with monkeypatch.context() as m:
@@ -71,9 +71,9 @@ def test_name_differs_per_environment_torch_sources_and_flags(tmp_path, monkeypa
         m.setattr(cpu_kernel, "SOURCES", [edited, *cpu_kernel.SOURCES[1:]])
         assert cpu_kernel._name() != name
     moved = [Path(shutil.copy(f, tmp_path / f.name)) for f in cpu_kernel.SOURCES]
-    with monkeypatch.context() as m:  # the same content elsewhere: the same kernel
+    with monkeypatch.context() as m:  # the same content in another checkout: its own build
         m.setattr(cpu_kernel, "SOURCES", moved)
-        assert cpu_kernel._name() == name
+        assert cpu_kernel._name() != name
 
 
 #: load the kernel with a short wait for the lock; print whether it came back and the warnings

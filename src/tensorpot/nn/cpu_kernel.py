@@ -110,10 +110,13 @@ def _options(serial: bool = False) -> dict:
 
 
 def _name() -> str:
-    """The extension's name: one for each CPU, environment, content of the sources and flags,
-    so that no two of them share (and rebuild) one build directory."""
+    """The extension's name: one for each CPU, environment, place and content of the sources,
+    and flags, so that no two of them share (and rebuild) one build directory. The sources'
+    folder counts because torch's build rules name the source files: two checkouts of the
+    same code in one environment would otherwise rebuild each other's library in turn."""
     digest = hashlib.sha1()
-    for part in (_machine(), sys.prefix, sys.version, torch.__version__,
+    folders = sorted({str(f.resolve().parent) for f in SOURCES})
+    for part in (_machine(), sys.prefix, sys.version, torch.__version__, *folders,
                  repr(_options()), repr(_options(serial=True))):  # fmt: skip
         digest.update(part.encode() + b"\0")
     for source in (*SOURCES, *HEADERS):
