@@ -249,3 +249,21 @@ def test_structures_without_neighbours_with_a_real_model():
         energies[symbols] = atoms.get_potential_energy()
         assert np.all(atoms.get_forces() == 0.0)
     assert energies["CO"] == pytest.approx(energies["C"] + energies["O"], abs=1e-9)
+
+
+def test_tensorial_outputs_reach_ase():
+    """A model with dipole and polarizability outputs: ASE's dipole, and the polarizability
+    in ``results``; a model without an energy gives no forces."""
+    from tests.evaluation.tiny import tiny_model
+
+    outputs = ["energy", "dipole", "polarizability"]
+    atoms = molecule()
+    atoms.calc = TensorPotCalculator(model=tiny_model(max_L=2, outputs=outputs))
+    assert atoms.get_dipole_moment().shape == (3,)
+    alpha = atoms.calc.results["polarizability"]
+    assert alpha.shape == (3, 3) and np.allclose(alpha, alpha.T)
+    assert np.isfinite(atoms.get_potential_energy())
+    atoms.calc = TensorPotCalculator(model=tiny_model(max_L=1, outputs=["dipole"]))
+    assert np.isfinite(atoms.get_dipole_moment()).all()
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_forces()

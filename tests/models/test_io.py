@@ -93,3 +93,28 @@ def test_unknown_format_version_is_refused(tmp_path):
     torch.save(payload, tmp_path / "future.model")
     with pytest.raises(TensorPotError, match="unsupported format version 99"):
         read_model_file(tmp_path / "future.model")
+
+
+def test_format_1_file_predicts_what_it_predicted_when_written():
+    """The model file of an older version gives the energies and forces that version gave
+    (stored beside it, computed by that version on tests/corpus/good.xyz)."""
+    import json
+
+    import ase.io
+
+    from tensorpot.data.atoms import atoms_to_graph, collate
+
+    expected = json.loads(FORMAT_1.with_name("ictp_format1_predictions.json").read_text())
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        model = tensorpot.load_model(FORMAT_1)
+    frames = ase.io.read(Path(__file__).parents[1] / "corpus" / "good.xyz", ":")
+    out = model(collate([atoms_to_graph(a, model.r_max) for a in frames]), compute_forces=True)
+    torch.testing.assert_close(
+        out.energy, torch.tensor(expected["energy"], dtype=torch.float64), rtol=1e-12, atol=1e-9
+    )
+    torch.testing.assert_close(
+        out.forces.detach(),
+        torch.tensor(expected["forces"], dtype=torch.float64),
+        rtol=1e-9,
+        atol=1e-9,
+    )

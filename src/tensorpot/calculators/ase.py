@@ -44,7 +44,7 @@ class TensorPotCalculator(Calculator):
         ValueError: if neither or both of ``model`` and ``model_path`` are given.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "dipole"]
 
     def __init__(
         self,
@@ -66,6 +66,12 @@ class TensorPotCalculator(Calculator):
         # recorded, and the radial MLP may use the CPU kernel (tensorpot.nn.radial.matmul)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
+        properties = []  # what this model gives
+        if self.model.has_energy:
+            properties += ["energy", "free_energy", "energies", "forces", "stress"]
+        if "dipole" in self.model.outputs:
+            properties.append("dipole")
+        self.implemented_properties = properties
         self._known = set(self.model.atomic_numbers)
 
     def calculate(
@@ -74,7 +80,10 @@ class TensorPotCalculator(Calculator):
         properties: list[str] | None = None,
         system_changes: list[str] = all_changes,
     ) -> None:
-        """Fill ``self.results`` with energy, free_energy, energies, forces (and stress).
+        """Fill ``self.results`` with what the model predicts: energy, free_energy, energies,
+        forces (and stress for periodic cells) for a model with an energy; ``dipole`` (ASE's
+        property), ``polarizability`` ([3, 3]) and named scalar properties by their names where
+        the model has those outputs (in the units of its training labels).
 
         Raises:
             DataError: if the structure holds an element the model was not trained on, two
@@ -91,16 +100,21 @@ class TensorPotCalculator(Calculator):
         batch = collate([graph], dtype=self.model.dtype).to(self.model.device)
         with torch.enable_grad():
             out = self.model(batch, compute_forces=True, compute_stress=periodic)
-        energy = float(out.energy.detach()[0])
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": _numpy(out.node_energy),
-            "forces": _numpy(out.forces),
-        }
-        if periodic:
-            stress = _numpy(out.stress)[0]
-            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        self.results = {}
+        if out.energy is not None:
+            energy = float(out.energy.detach()[0])
+            self.results.update(energy=energy, free_energy=energy)
+            self.results["energies"] = _numpy(out.node_energy)
+            self.results["forces"] = _numpy(out.forces)
+            if periodic:
+                stress = _numpy(out.stress)[0]
+                self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if out.dipole is not None:
+            self.results["dipole"] = _numpy(out.dipole)[0]
+        if out.polarizability is not None:
+            self.results["polarizability"] = _numpy(out.polarizability)[0]
+        for name, value in (out.properties or {}).items():
+            self.results[name] = float(value.detach()[0])
 
     def _check_elements(self, atoms: Atoms) -> None:
         unknown = sorted(set(int(z) for z in atoms.numbers) - self._known)

@@ -109,7 +109,7 @@ def _run(
                 out = model(
                     batch.to(model.device, model.dtype), compute_forces=True, compute_stress=stress
                 )
-            out = Predictions(*(None if t is None else t.detach().cpu().double() for t in out))
+            out = out.map(lambda t: t.detach().cpu().double())
             yield chunk, batch, targets, out
     finally:
         model.train(was_training)

@@ -8,13 +8,14 @@ one-particle basis ``A``), product basis (``B``, correlation order nu), update
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from tensorpot.models.base import Geometry, Potential
+from tensorpot.models.base import FeatureDims, Features, Geometry, Potential
+from tensorpot.models.config import OUTPUT_RANKS, PotentialConfig
 from tensorpot.models.registry import ModelFamily
 from tensorpot.nn.convolution import PairGraph
 from tensorpot.nn.embedding import SpeciesEmbedding
@@ -23,22 +24,19 @@ from tensorpot.nn.linear import RankLinear
 from tensorpot.nn.product_basis import ProductBasis
 from tensorpot.nn.radial import RadialEmbedding
 from tensorpot.nn.readout import LinearReadout, MLPReadout
-from tensorpot.tensors import compressed_harmonics
-
-PerSpecies = Union[float, list[float]]  # noqa: UP007 (pydantic field type)
+from tensorpot.tensors import compressed_harmonics, from_compressed
 
 
-class ICTPConfig(BaseModel):
+class ICTPConfig(PotentialConfig):
     """Hyperparameters of an ICTP model: the single home of their defaults.
 
-    Key names follow MACE where MACE has one. ``E0s`` is a dict ``{Z: eV}`` or a list in the
-    order of ``atomic_numbers``.
+    Key names follow MACE where MACE has one. The shared keys (``r_max``, ``atomic_numbers``,
+    ``E0s``, ``outputs``, ``dtype``, ...) are those of :class:`PotentialConfig`. With a dipole
+    (polarizability) output the last layer keeps rank 1 (rank 2) features, as MACE's dipole
+    models read the l = 1 output of every layer, so ``max_L`` must be at least that rank.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     model: Literal["ictp"] = "ictp"
-    r_max: float = Field(5.0, gt=0, description="cutoff radius r_c (Å)")
     num_channels: int = Field(32, ge=1, description="C, channels of the hidden features")
     max_L: int = Field(2, ge=0, le=8, description="l_max, largest rank of the hidden features")
     max_ell: int | None = Field(
@@ -60,25 +58,18 @@ class ICTPConfig(BaseModel):
     num_cutoff_basis: int = Field(5, ge=1, description="p of the polynomial envelope")
     radial_MLP: list[int] = Field(default_factory=lambda: [64, 64, 64])
     readout_hidden: int = Field(16, ge=1, description="hidden width of the last readout MLP")
-    atomic_numbers: list[int] = Field(default_factory=lambda: [1, 6, 7, 8])
-    E0s: dict[int, float] | list[float] | None = None
-    atomic_inter_scale: PerSpecies = 1.0
-    atomic_inter_shift: PerSpecies = 0.0
     avg_num_neighbors: float = Field(1.0, gt=0)
-    dtype: Literal["float32", "float64"] = "float64"
-    seed: int = 0
 
     @model_validator(mode="after")
     def _check(self) -> ICTPConfig:
-        zs = self.atomic_numbers
-        if not zs or len(set(zs)) != len(zs) or not all(1 <= z <= 118 for z in zs):
-            raise ValueError(f"atomic_numbers must be distinct elements 1..118, got {zs}")
         if self.max_ell is not None and self.max_ell < self.max_L:
             raise ValueError(f"max_ell ({self.max_ell}) must be >= max_L ({self.max_L})")
-        if isinstance(self.E0s, dict) and set(self.E0s) != set(zs):
-            raise ValueError(f"E0s has elements {sorted(self.E0s)}, atomic_numbers {sorted(zs)}")
-        if isinstance(self.E0s, list) and len(self.E0s) != len(zs):
-            raise ValueError(f"E0s has {len(self.E0s)} values for {len(zs)} atomic_numbers")
+        if self.output_rank > self.max_L:
+            wants = [o for o in self.outputs if OUTPUT_RANKS.get(o, 0) > self.max_L]
+            raise ValueError(
+                f"outputs {wants} read rank-{self.output_rank} features: max_L must be >= "
+                f"{self.output_rank}, got {self.max_L}"
+            )
         return self
 
     @property
@@ -93,16 +84,14 @@ class ICTPConfig(BaseModel):
             max(1, self.num_channels // 2) if self.product_basis == "sym+lt" else self.num_channels
         )
 
-    def e0_list(self) -> list[float] | None:
-        if isinstance(self.E0s, dict):
-            return [self.E0s[z] for z in self.atomic_numbers]
-        return self.E0s
-
 
 class ICTPLayer(nn.Module):
-    """One message-passing layer: interaction, product basis, update and readout."""
+    """One message-passing layer: interaction, product basis, update and (for a model with an
+    energy) the readout of the site energy."""
 
-    def __init__(self, cfg: ICTPConfig, node_rank: int, out_rank: int, last: bool):
+    def __init__(
+        self, cfg: ICTPConfig, node_rank: int, out_rank: int, last: bool, readout: bool = True
+    ):
         super().__init__()
         c, c_prod, s = cfg.num_channels, cfg.product_channels, len(cfg.atomic_numbers)
         self.interaction = Interaction(
@@ -114,24 +103,32 @@ class ICTPLayer(nn.Module):
             symmetric=cfg.product_basis != "full", coupled=cfg.path_weights == "coupled",
         )  # fmt: skip
         self.update = RankLinear(c_prod, c, out_rank)
-        self.readout = MLPReadout(c, cfg.readout_hidden) if last else LinearReadout(c)
+        self.readout = None
+        if readout:
+            self.readout = MLPReadout(c, cfg.readout_hidden) if last else LinearReadout(c)
 
     def forward(
         self, h: list[Tensor], species: Tensor, harmonics: Tensor, radial: Tensor, pairs: PairGraph
-    ) -> tuple[list[Tensor], Tensor]:
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """Features ``h[l] [N, C, 2l+1]`` in and out, and the layer's site energy ``[N]``."""
         a, sc = self.interaction(h, species, harmonics, radial, pairs)
         b = self.product(a, species)
         h = [u + s for u, s in zip(self.update(b), sc)]
-        return h, self.readout(h[0][:, :, 0])
+        return h, None if self.readout is None else self.readout(h[0][:, :, 0])
 
 
 class ICTP(Potential):
-    """The ICTP model (ICTP_full, ICTP_sym or ICTP_sym+lt by ``product_basis``)."""
+    """The ICTP model (ICTP_full, ICTP_sym or ICTP_sym+lt by ``product_basis``).
+
+    Its features for the heads are every layer's: the scalar channels ``h[0]``, the rank-1
+    channels ``h[1]`` (whose 3 coordinates are x, y, z) and the rank-2 channels ``h[2]`` as
+    symmetric traceless 3x3 matrices, concatenated over the layers that have them.
+    """
 
     def __init__(self, config: ICTPConfig):
         super().__init__(
             config.atomic_numbers, config.r_max, config.e0_list(),
-            config.atomic_inter_scale, config.atomic_inter_shift,
+            config.atomic_inter_scale, config.atomic_inter_shift, config.outputs,
         )  # fmt: skip
         self.config = config
         self.edge_rank = config.edge_rank
@@ -139,14 +136,27 @@ class ICTP(Potential):
         self.radial = RadialEmbedding(
             config.r_max, config.num_radial_basis, config.num_cutoff_basis
         )
-        layers = []
+        layers, ranks = [], []
         for t in range(config.num_interactions):
             last = t == config.num_interactions - 1
             node_rank = 0 if t == 0 else config.max_L
-            layers.append(ICTPLayer(config, node_rank, 0 if last else config.max_L, last))
+            out_rank = config.output_rank if last else config.max_L
+            layers.append(ICTPLayer(config, node_rank, out_rank, last, self.has_energy))
+            ranks.append(out_rank)
         self.layers = nn.ModuleList(layers)
+        self.feature_ranks = ranks
+        c = config.num_channels
+        self.build_heads(
+            FeatureDims(
+                scalars=c * len(ranks),
+                vectors=c * sum(r >= 1 for r in ranks),
+                tensors=c * sum(r >= 2 for r in ranks),
+            ),
+            config.head_hidden,
+        )
+        self.keep_features = len(self.heads) > 0
 
-    def site_energies(self, geometry: Geometry) -> Tensor:
+    def representation(self, geometry: Geometry) -> Features:
         pair_vectors = geometry.edge_vectors[geometry.pair_first]  # [G, 3], one per reversed pair
         pairs = PairGraph.from_edges(
             geometry.edge_index, geometry.pair_first, geometry.edge_pair, pair_vectors.dtype
@@ -155,11 +165,24 @@ class ICTP(Potential):
         harmonics = torch.cat(compressed_harmonics(pair_vectors, self.edge_rank), dim=-1)
         radial = self.radial(lengths)  # [G, num_radial_basis]
         h = [self.embedding(geometry.species).unsqueeze(-1)]  # [N, C, 1]
-        energy = torch.zeros_like(h[0][:, 0, 0])
+        energy = torch.zeros_like(h[0][:, 0, 0]) if self.has_energy else None
+        kept: list[list[Tensor]] = []
         for layer in self.layers:
             h, e = layer(h, geometry.species, harmonics, radial, pairs)
-            energy = energy + e
-        return energy
+            if e is not None:
+                energy = energy + e
+            if self.keep_features:
+                kept.append(h)
+        if not self.keep_features:
+            return Features(site_energy=energy)
+        vectors = [f[1] for f in kept if len(f) > 1]  # [N, C, 3], Cartesian x, y, z
+        tensors = [from_compressed(f[2], 2) for f in kept if len(f) > 2]  # [N, C, 3, 3]
+        return Features(
+            site_energy=energy,
+            scalars=torch.cat([f[0][:, :, 0] for f in kept], dim=1),
+            vectors=torch.cat(vectors, dim=1) if vectors else None,
+            tensors=torch.cat(tensors, dim=1) if tensors else None,
+        )
 
 
 FAMILY = ModelFamily(name="ictp", config=ICTPConfig, model=ICTP)

@@ -372,7 +372,7 @@ def evaluate(
     for raw in iterate_batches(dataset, batch_size, dtype=model.dtype):
         batch, targets, w = _on_device(*raw, model.device)
         raw_pred = _predict(model, batch, targets)
-        pred = Predictions(*(None if t is None else t.detach() for t in raw_pred))
+        pred = raw_pred.detached()
         num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
         for name, term in loss_term_sums(pred, targets, w, num_atoms, batch.batch).items():
             old = sums.get(name, TermSums(torch.zeros((), dtype=term.total.dtype), 0))
