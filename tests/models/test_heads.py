@@ -14,18 +14,9 @@ from tensorpot.data.atoms import atoms_to_graph, collate
 from tensorpot.errors import ConfigError
 from tests.conftest import random_rotation
 from tests.models.contract import molecule
+from tests.models.test_ictp import TINY as ICTP_TINY
 
-TINY = {
-    "model": "ictp",
-    "r_max": 3.0,
-    "num_channels": 3,
-    "num_product_channels": 2,
-    "radial_MLP": [8],
-    "num_radial_basis": 4,
-    "atomic_numbers": [1, 6, 7, 8],
-    "avg_num_neighbors": 4.0,
-    "head_hidden": 4,
-}
+TINY = {**ICTP_TINY, "model": "ictp", "head_hidden": 4}
 OUTPUTS = ["energy", "dipole", "polarizability", {"property": "gap", "reduction": "mean"}]
 GRID = [(2, 2, b) for b in ("full", "sym", "sym+lt")] + [(3, 3, "sym"), (2, 1, "sym")]
 
