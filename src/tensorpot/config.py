@@ -23,6 +23,7 @@ from tensorpot.data.units import energy_factor
 from tensorpot.devices import resolve_device
 from tensorpot.errors import ConfigError
 from tensorpot.models.build import validate_model_config
+from tensorpot.models.registry import DEFAULT_FAMILY
 
 __all__ = ["RunConfig", "load_run_config", "parse_run_config"]
 
@@ -99,7 +100,7 @@ class RunConfig(BaseModel):
     time_budget_minutes: float | None = Field(None, gt=0.0)
     progress_bar: bool = True
     log_to_stdout: bool = True
-    model: dict[str, Any] = Field(default_factory=lambda: {"model": "ictp"})
+    model: dict[str, Any] = Field(default_factory=lambda: {"model": DEFAULT_FAMILY})
 
     @field_validator("train_file", "valid_file")
     @classmethod
@@ -166,7 +167,7 @@ class RunConfig(BaseModel):
     @classmethod
     def _model_family(cls, value: object) -> object:
         if isinstance(value, Mapping):
-            return {"model": "ictp", **value}
+            return {"model": DEFAULT_FAMILY, **value}
         return value
 
     @field_validator("model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from tensorpot.models.io import read_model_file
 from tensorpot.training import TrainResult, train
 from tensorpot.training import trainer as trainer_module
 from tensorpot.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from tensorpot.training.setup import DECAY_PARAMETERS, loss_weights, make_state, parameter_groups
+from tensorpot.training.setup import loss_weights, make_state, parameter_groups
 from tests.training.conftest import tiny_run
 
 
@@ -253,6 +254,6 @@ def test_weight_decay_only_on_post_weights_and_product_basis():
         ".interaction.post_weights." in n or ".product." in n or ".update." in n for n in decayed
     )
     assert not any("embedding" in n or "readout" in n or "radial" in n for n in decayed)
-    assert all(DECAY_PARAMETERS.match(n) for n in decayed)
+    assert all(re.match(model.WEIGHT_DECAY, n) for n in decayed)
     total = sum(len(g["params"]) for g in groups.values())
     assert total == len(list(model.parameters()))

@@ -26,7 +26,7 @@ can be exported and compiled.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -110,6 +110,9 @@ class Potential(nn.Module):
         shift: per-species shift of the learned site energy (one value or one per element).
         outputs: the outputs, as in :class:`tensorpot.models.config.PotentialConfig`.
     """
+
+    #: a regular expression matching the names of the parameters that get weight decay
+    WEIGHT_DECAY: ClassVar[str | None] = None
 
     def __init__(
         self,

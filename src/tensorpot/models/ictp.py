@@ -125,6 +125,9 @@ class ICTP(Potential):
     symmetric traceless 3x3 matrices, concatenated over the layers that have them.
     """
 
+    #: the interaction's post-aggregation weights, the product basis and its linear (spec 4.3)
+    WEIGHT_DECAY = r"^layers\.\d+\.(interaction\.post_weights|product|update)\."
+
     def __init__(self, config: ICTPConfig):
         super().__init__(
             config.atomic_numbers, config.r_max, config.e0_list(),

@@ -4,9 +4,8 @@
   seeded split, optional caps and test files, each turned into a :class:`GraphDataset`;
 - the model mapping: elements, E0s, average number of neighbours, scale and shift from the
   training set unless the ``model`` mapping gives them;
-- AMSGrad Adam with weight decay only on the interaction's post-aggregation weights and the
-  product basis with its linear (ICTP spec 4.3, matched by parameter name), ReduceLROnPlateau,
-  EMA, and the stage-two switch;
+- AMSGrad Adam with weight decay only on the parameters the family names
+  (``Potential.WEIGHT_DECAY``), ReduceLROnPlateau, EMA, and the stage-two switch;
 - the per-epoch CSV log, the optional TensorBoard writer, and the text log of a run
   (:func:`run_log`: ``train.log`` and stdout, for the duration of the run only).
 """
@@ -48,8 +47,8 @@ from tensorpot.training.loss import LossWeights
 
 logger = logging.getLogger("tensorpot.training")
 
-#: Parameters with weight decay: interaction post-aggregation weights, product basis + linear.
-DECAY_PARAMETERS = re.compile(r"^layers\.\d+\.(interaction\.post_weights|product|update)\.")
+#: Statistics of the training set a family's config may take (a field of that name).
+STATISTICS = {"avg_num_neighbors": lambda data: data.train.average_num_neighbors()}
 _NPZ_KEYS = ("energy_unit", "energy_key", "forces_key")
 _EXTXYZ_KEYS = ("energy_key", "forces_key", "stress_key", "virials_key", "energy_unit")
 HISTORY_COLUMNS = (
@@ -146,8 +145,10 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
         model["E0s"] = e0s
     model.setdefault("seed", config.seed)
     cfg = validate_model_config(model)
-    if config.compute_avg_num_neighbors and "avg_num_neighbors" not in model:
-        model["avg_num_neighbors"] = data.train.average_num_neighbors()
+    if config.compute_avg_num_neighbors:  # the statistics the family's config has fields for
+        for key, statistic in STATISTICS.items():
+            if key in type(cfg).model_fields and key not in model:
+                model[key] = statistic(data)
     wants_shift = "atomic_inter_shift" not in model
     wants_scale = "atomic_inter_scale" not in model
     if config.compute_scale_shift and (wants_shift or wants_scale):
@@ -168,11 +169,13 @@ def loss_weights(config: RunConfig, stage_two: bool) -> LossWeights:
 
 
 def parameter_groups(model: Potential, weight_decay: float) -> list[dict[str, Any]]:
-    """Adam parameter groups: ``decay`` (see :data:`DECAY_PARAMETERS`) and ``no_decay``."""
+    """Adam parameter groups: ``decay`` (the parameters the family's ``WEIGHT_DECAY`` matches)
+    and ``no_decay``."""
+    pattern = re.compile(model.WEIGHT_DECAY) if model.WEIGHT_DECAY else None
     decay, other = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if DECAY_PARAMETERS.match(name) else other).append(param)
+            (decay if pattern and pattern.match(name) else other).append(param)
     groups = [
         {"name": "decay", "params": decay, "weight_decay": weight_decay},
         {"name": "no_decay", "params": other, "weight_decay": 0.0},
