@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 
 from tensorpot.data.configuration import Configuration
+from tensorpot.data.readers.asedb import read_ase_db
 from tensorpot.data.readers.extxyz import read_extxyz, read_extxyz_atoms
 from tensorpot.data.readers.npz import MD17_KEYS, RMD17_KEYS, read_md17_npz, read_rmd17_npz
 from tensorpot.errors import ConfigError, DataError
 
 __all__ = [
-    "read_configurations", "read_extxyz", "read_extxyz_atoms", "read_md17_npz", "read_rmd17_npz",
+    "read_ase_db", "read_configurations", "read_extxyz", "read_extxyz_atoms", "read_md17_npz",
+    "read_rmd17_npz",
 ]  # fmt: skip
 
 _EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
@@ -30,6 +32,25 @@ _EXTXYZ_OPTIONS = (
     "weight_key",
     "require_forces",
     "require_energy",
+    "dipole_key",
+    "polarizability_key",
+    "total_charge_key",
+    "property_keys",
+)
+_ASEDB_OPTIONS = (
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "virials_key",
+    "energy_unit",
+    "property_keys",
+    "dipole_key",
+    "polarizability_key",
+    "total_charge_key",
+    "config_type_key",
+    "weight_key",
+    "require_energy",
+    "require_forces",
 )
 
 
@@ -63,7 +84,8 @@ def _npz_layout(path: Path) -> str:
 def read_configurations(path: str | Path, **keys: Any) -> list[Configuration]:
     """Read a data file, choosing the reader from its suffix.
 
-    ``.xyz`` and ``.extxyz`` go to :func:`read_extxyz`. ``.npz`` goes to
+    ``.xyz`` and ``.extxyz`` go to :func:`read_extxyz`, ``.db`` (ASE database) to
+    :func:`read_ase_db`. ``.npz`` goes to
     :func:`read_rmd17_npz` if the file has ``coords``/``nuclear_charges`` and to
     :func:`read_md17_npz` if it has ``pos``/``atomic_numbers``; each keeps its own default
     ``energy_unit`` (kcal/mol for rMD17, eV for MD17) unless one is passed.
@@ -90,4 +112,7 @@ def read_configurations(path: str | Path, **keys: Any) -> list[Configuration]:
         _check_options(path, keys, _NPZ_OPTIONS)
         reader = read_rmd17_npz if _npz_layout(path) == "rmd17" else read_md17_npz
         return reader(path, **keys)
-    raise DataError(f"unknown file type {suffix!r}; supported: .xyz, .extxyz, .npz", str(path))
+    if suffix == ".db":
+        _check_options(path, keys, _ASEDB_OPTIONS)
+        return read_ase_db(path, **keys)
+    raise DataError(f"unknown file type {suffix!r}; supported: .xyz, .extxyz, .npz, .db", str(path))

@@ -12,16 +12,23 @@ import io
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 import ase.io
 import numpy as np
 from ase import Atoms
 from ase.io.extxyz import key_val_str_to_dict
-from ase.stress import voigt_6_to_full_3x3_stress
 
-from tensorpot.data.configuration import Configuration, fill_stress_virials
+from tensorpot.data.configuration import Configuration
+from tensorpot.data.readers.labels import (
+    MISSING,
+    check_property_keys,
+    forces_value,
+    molecular_labels,
+    stress_and_virials,
+)
 from tensorpot.data.units import energy_factor
 from tensorpot.errors import DataError
 
@@ -29,7 +36,6 @@ __all__ = ["read_extxyz", "read_extxyz_atoms"]
 
 logger = logging.getLogger(__name__)
 
-_MISSING = object()
 # ASE insists on 9 values for these keys; a 6-value (Voigt) entry is read under a new name.
 _SPECIAL_KEY = re.compile(r"(^|\s)(stress|virial)=")
 _RENAMED = "_tensorpot_voigt_"
@@ -129,29 +135,13 @@ def _lookup(atoms: Atoms, key: str) -> object:
         return atoms.info[key]
     if key in atoms.arrays and key not in ("numbers", "positions"):
         return atoms.arrays[key]
-    return _MISSING
+    return MISSING
 
 
 def _keys_present(atoms: Atoms) -> str:
     results = sorted(atoms.calc.results) if atoms.calc is not None else []
     arrays = sorted(k for k in atoms.arrays if k not in ("numbers", "positions"))
     return f"info {sorted(atoms.info)}, arrays {arrays}, calculator {results}"
-
-
-def _tensor3(value: object, key: str, name: str, file: str, frame: int) -> np.ndarray:
-    """A stress/virial value of 6 (Voigt xx yy zz yz xz xy) or 9 values as a [3, 3] array."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "iuf":
-        raise DataError(f"{name} key {key!r} is not numeric: {value!r}", file, frame)
-    array = array.astype(np.float64)
-    if array.size == 6:
-        return voigt_6_to_full_3x3_stress(array.reshape(6))
-    if array.size == 9:
-        # ASE's column-major order for the 9-value form
-        return array.reshape(3, 3) if array.shape == (3, 3) else array.reshape(3, 3, order="F")
-    raise DataError(
-        f"{name} key {key!r} has {array.size} values; expected 6 (Voigt) or 9", file, frame
-    )
 
 
 def _to_configuration(
@@ -162,21 +152,22 @@ def _to_configuration(
     factor: float,
     require_forces: bool,
     require_energy: bool = True,
+    property_keys: dict[str, str] | None = None,
 ) -> Configuration:
     n = len(atoms)
     energy = _lookup(atoms, keys["energy"])
-    if energy is _MISSING and require_energy:
+    if energy is MISSING and require_energy:
         raise DataError(
             f"missing energy key {keys['energy']!r}; keys present: {_keys_present(atoms)}",
             file,
             frame,
         )
-    energy_array = None if energy is _MISSING else np.asarray(energy)
+    energy_array = None if energy is MISSING else np.asarray(energy)
     bad = energy_array is not None and energy_array.dtype.kind not in "iuf"
     if bad or (energy_array is not None and energy_array.size != 1):
         raise DataError(f"energy key {keys['energy']!r} is not a number: {energy!r}", file, frame)
     forces = _lookup(atoms, keys["forces"])
-    if forces is _MISSING:
+    if forces is MISSING:
         if n == 1 and energy_array is not None:
             forces = np.zeros((1, 3))  # a lone atom feels no force (translation invariance)
         elif require_forces:
@@ -188,23 +179,10 @@ def _to_configuration(
         else:
             forces = None
     if forces is not None:
-        forces = np.asarray(forces)
-        if forces.dtype.kind not in "iuf" or forces.shape != (n, 3):
-            raise DataError(
-                f"forces key {keys['forces']!r} must be a [{n}, 3] number array, "
-                f"got {forces.dtype} {list(forces.shape)}",
-                file,
-                frame,
-            )
-        forces = forces * factor
-    tensors = {}
-    for name in ("stress", "virials"):
-        value = _lookup(atoms, keys[name])
-        tensors[name] = (
-            None if value is _MISSING else _tensor3(value, keys[name], name, file, frame) * factor
-        )
-    stress, virials = fill_stress_virials(
-        tensors["stress"], tensors["virials"], atoms.cell.array, atoms.pbc
+        forces = forces_value(forces, keys["forces"], n, file, frame) * factor
+    lookup = partial(_lookup, atoms)
+    stress, virials = stress_and_virials(
+        lookup, keys, factor, atoms.cell.array, atoms.pbc, file, frame
     )
     weight = atoms.info.get(keys["weight"], 1.0)
     return Configuration(
@@ -219,6 +197,7 @@ def _to_configuration(
         config_type=str(atoms.info.get(keys["config_type"], "Default")),
         weight=weight,
         source=(file, frame),
+        **molecular_labels(lookup, keys, property_keys or {}, file, frame),
     )
 
 
@@ -249,6 +228,10 @@ def read_extxyz(
     weight_key: str = "config_weight",
     require_forces: bool = True,
     require_energy: bool = True,
+    dipole_key: str = "dipole",
+    polarizability_key: str = "polarizability",
+    total_charge_key: str = "total_charge",
+    property_keys: Mapping[str, str] | None = None,
 ) -> list[Configuration]:
     """Read labelled frames from an extended-XYZ file.
 
@@ -259,6 +242,12 @@ def read_extxyz(
     ``stress = -virials / volume``. Energies, forces, stress and virials are multiplied by
     the factor of ``energy_unit``; positions and cells must be in Å. A single-atom frame
     without forces gets zero forces.
+
+    The molecular labels are optional in every frame and keep the file's units (no
+    ``energy_unit`` factor): a frame without the dipole, polarizability or a property key
+    gets None or leaves that property out, without the total charge key a charge of 0. A
+    property key that no frame has is not an error here; the training set-up checks that a
+    head has labels (:func:`tensorpot.data.statistics.label_counts`).
 
     Args:
         path: the file.
@@ -273,6 +262,13 @@ def read_extxyz(
         require_forces: if False, a frame without forces gets ``forces=None``.
         require_energy: if False, a frame without an energy gets ``energy=None`` (unlabelled
             structures, to predict); a key that is there must still hold a number.
+        dipole_key: per-frame dipole, 3 values (ASE puts ``dipole`` among the calculator's
+            results).
+        polarizability_key: per-frame polarizability, 9 values (3x3 row-major) or 6 Voigt
+            values ``xx yy zz yz xz xy``; it must be symmetric.
+        total_charge_key: per-frame net charge in e.
+        property_keys: ``{property name: key}`` of named scalar properties (one number each),
+            such as ``{"U0": "U0", "gap": "gap_eV"}``.
 
     Returns:
         The configurations, in the order ``index`` selects them.
@@ -280,13 +276,18 @@ def read_extxyz(
     Raises:
         DataError: naming the file and frame, for a missing file, an empty file, a
             malformed frame, an unknown element, a missing energy or forces key (with the
-            keys that exist), a NaN/inf value, or two atoms at the same position.
+            keys that exist), a NaN/inf value, two atoms at the same position, a dipole
+            without 3 values, a polarizability without 9 or 6 values or not symmetric, or a
+            property or total charge that is not one number.
+        ConfigError: for an unknown ``energy_unit`` or a ``property_keys`` that is not a
+            mapping of names to keys.
     """
     path = Path(path)
     file = str(path)
     if not path.is_file():
         raise DataError("file not found", file)
     factor = energy_factor(energy_unit)
+    properties = check_property_keys(property_keys)
     keys = {
         "energy": energy_key,
         "forces": forces_key,
@@ -294,6 +295,9 @@ def read_extxyz(
         "virials": virials_key,
         "config_type": config_type_key,
         "weight": weight_key,
+        "dipole": dipole_key,
+        "polarizability": polarizability_key,
+        "total_charge": total_charge_key,
     }
     wanted, single = _selection(index, path)
     last = wanted[-1] if len(wanted) else -1
@@ -304,7 +308,7 @@ def read_extxyz(
         if frame in wanted:
             atoms = _parse_frame(text, file, frame, lineno)
             configs[frame] = _to_configuration(
-                atoms, file, frame, keys, factor, require_forces, require_energy
+                atoms, file, frame, keys, factor, require_forces, require_energy, properties
             )
         if frame >= last and wanted.step > 0:
             break
