@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tensorpot.data.configuration import Configuration
+from tensorpot.data.configuration import LABELS, Configuration
 from tensorpot.data.readers import read_extxyz
 from tensorpot.data.split import split_train_valid, take_subset
 from tensorpot.data.statistics import (
     fit_e0s_average,
     is_isolated_atom,
     isolated_atom_energies,
+    label_counts,
     mean_per_atom_residual_and_force_rms,
     resolve_e0s,
 )
@@ -213,3 +214,22 @@ def test_take_subset():
         take_subset(items, 31, seed=0)
     with pytest.raises(ConfigError):
         take_subset(items, 0, seed=0)
+
+
+def test_label_counts_count_frames_per_label():
+    water = {"numbers": [8, 1, 1], "positions": [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]}
+    configs = [
+        Configuration(**water, energy=-1.0, forces=np.zeros((3, 3)), properties={"U0": -1.0}),
+        Configuration(**water, dipole=[0, 0, 1], properties={"gap": 0.3, "U0": -2.0}),
+        Configuration(**water, energy=-2.0, total_charge=1.0),
+        Configuration(**water),
+    ]
+    counts = label_counts(iter(configs))
+    assert counts == {
+        "energy": 2, "forces": 1, "stress": 0, "virials": 0, "dipole": 1, "polarizability": 0,
+        "property:U0": 2, "property:gap": 1,
+    }  # fmt: skip
+    assert list(counts)[-2:] == ["property:U0", "property:gap"]
+    for name, count in counts.items():
+        assert count == sum(name in c.label_names() for c in configs)
+    assert label_counts([]) == dict.fromkeys(LABELS, 0)

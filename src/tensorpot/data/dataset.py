@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from tensorpot.data.atoms import AtomicGraph, collate, graph_from_arrays
-from tensorpot.data.batch import GraphBatch, Targets
-from tensorpot.data.configuration import Configuration
+from tensorpot.data.batch import GraphBatch, Targets, TensorDict
+from tensorpot.data.configuration import PROPERTY_PREFIX, Configuration
+from tensorpot.data.statistics import label_counts
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class GraphDataset(Sequence[Sample]):
     def configs(self) -> list[Configuration]:
         return [s.config for s in self.samples]
 
+    def label_counts(self) -> dict[str, int]:
+        """How many structures carry each label (:func:`tensorpot.data.statistics.label_counts`)."""
+        return label_counts(self.configs)
+
     def average_num_neighbors(self) -> float:
         """Mean number of neighbours within the cutoff per atom over the data set."""
         atoms = sum(s.graph.num_atoms for s in self.samples)
@@ -48,30 +53,75 @@ class GraphDataset(Sequence[Sample]):
         return edges / max(atoms, 1)
 
 
-def _stack(values: list, dtype: torch.dtype) -> torch.Tensor | None:
-    if any(v is None for v in values):
+def _per_structure(
+    values: Sequence[object | None], shape: tuple[int, ...], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``[B, *shape]`` values (zeros where a structure has none) and their bool ``[B]`` mask,
+    or None if no structure has a value."""
+    mask = [v is not None for v in values]
+    if not any(mask):
         return None
-    return torch.as_tensor(np.stack([np.asarray(v, dtype=np.float64) for v in values]), dtype=dtype)
+    array = np.zeros((len(values), *shape))
+    for k, value in enumerate(values):
+        if value is not None:
+            array[k] = value
+    return torch.as_tensor(array, dtype=dtype), torch.tensor(mask)
+
+
+def _forces(
+    configs: Sequence[Configuration], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``[N, 3]`` forces (zeros for the atoms of structures without) and the ``[B]`` mask."""
+    mask = [c.forces is not None for c in configs]
+    if not any(mask):
+        return None
+    parts = [np.zeros((c.n_atoms, 3)) if c.forces is None else c.forces for c in configs]
+    return torch.as_tensor(np.concatenate(parts), dtype=dtype), torch.tensor(mask)
 
 
 def collate_samples(
     samples: Sequence[Sample], dtype: torch.dtype = torch.float64
 ) -> tuple[GraphBatch, Targets, torch.Tensor]:
-    """A batch, its labels (a label is absent if any structure lacks it) and structure weights.
+    """A batch, its labels with per-structure masks, and the structure weights.
 
-    Floating fields are in ``dtype`` except the energies, which stay float64 as the model's
-    total energies do (:mod:`tensorpot.models.base`).
+    A label is in :class:`Targets` when at least one structure has it, with zeros for the
+    structures that lack it; ``targets.masks`` holds a bool ``[B]`` mask for every present
+    label (all True when every structure has it), named as in
+    :meth:`Configuration.label_names`. Named properties are those of any structure, in
+    sorted order. ``total_charge`` is always there (zeros by default), in the targets and,
+    as the model's input, in the batch.
+
+    Floating fields are in ``dtype`` except the energies and total charges, which stay
+    float64 as the model's total energies do (:mod:`tensorpot.models.base`).
     """
     configs = [s.config for s in samples]
-    batch = collate([s.graph for s in samples], dtype=dtype)
-    forces = None
-    if all(c.forces is not None for c in configs):
-        forces = torch.as_tensor(np.concatenate([c.forces for c in configs]), dtype=dtype)
+    charges = torch.tensor([c.total_charge for c in configs], dtype=torch.float64)
+    batch = collate([s.graph for s in samples], dtype=dtype)._replace(total_charge=charges)
+    labels: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {
+        "energy": _per_structure([c.energy for c in configs], (), torch.float64),  # totals
+        "forces": _forces(configs, dtype),
+    }
+    shapes = (("stress", (3, 3)), ("virials", (3, 3)), ("dipole", (3,)), ("polarizability", (3, 3)))
+    for name, shape in shapes:
+        labels[name] = _per_structure([getattr(c, name) for c in configs], shape, dtype)
+    names = sorted({name for c in configs for name in c.properties})
+    properties = TensorDict()
+    for name in names:
+        values = [c.properties.get(name) for c in configs]
+        labels[PROPERTY_PREFIX + name] = present = _per_structure(values, (), dtype)
+        properties[name] = present[0]
+    masks = TensorDict({name: pair[1] for name, pair in labels.items() if pair is not None})
+    fields = {name: None if pair is None else pair[0] for name, pair in labels.items()}
     targets = Targets(
-        energy=_stack([c.energy for c in configs], torch.float64),  # totals: always float64
-        forces=forces,
-        stress=_stack([c.stress for c in configs], dtype),
-        virials=_stack([c.virials for c in configs], dtype),
+        energy=fields["energy"],
+        forces=fields["forces"],
+        stress=fields["stress"],
+        virials=fields["virials"],
+        dipole=fields["dipole"],
+        polarizability=fields["polarizability"],
+        properties=properties if names else None,
+        total_charge=charges,
+        masks=masks,
     )
     weights = torch.as_tensor([c.weight for c in configs], dtype=dtype)
     return batch, targets, weights
@@ -84,7 +134,10 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Iterator[tuple[GraphBatch, Targets, torch.Tensor]]:
-    """Batches of ``batch_size`` samples (the last may be smaller), shuffled with ``generator``."""
+    """Batches of ``batch_size`` samples (the last may be smaller), shuffled with ``generator``.
+
+    Each is ``(batch, targets, weights)`` from :func:`collate_samples`, labels and masks
+    included."""
     order = (
         torch.randperm(len(dataset), generator=generator) if shuffle else torch.arange(len(dataset))
     )

@@ -13,13 +13,14 @@ import numpy as np
 from ase.data import atomic_numbers as symbol_to_number
 from ase.data import chemical_symbols
 
-from tensorpot.data.configuration import Configuration
+from tensorpot.data.configuration import LABELS, Configuration
 from tensorpot.errors import ConfigError, DataError
 
 __all__ = [
     "fit_e0s_average",
     "is_isolated_atom",
     "isolated_atom_energies",
+    "label_counts",
     "mean_per_atom_residual_and_force_rms",
     "resolve_e0s",
 ]
@@ -43,6 +44,23 @@ def is_isolated_atom(config: Configuration) -> bool:
     if label == "isolatedatom":
         return True
     return config.config_type == "Default" and config.n_atoms == 1 and not config.pbc.any()
+
+
+def label_counts(configs: Iterable[Configuration]) -> dict[str, int]:
+    """How many frames carry each label: ``{name: count}``.
+
+    Names as in :meth:`Configuration.label_names`: every name of :data:`LABELS` (0 when no
+    frame has it), then ``"property:<name>"`` for every property some frame has, in sorted
+    order. A model head whose label counts 0 over the training frames has nothing to learn.
+    The total charge is not counted: every frame has one (0 by default).
+    """
+    counts = dict.fromkeys(LABELS, 0)
+    properties: dict[str, int] = {}
+    for config in configs:
+        for name in config.label_names():
+            table = counts if name in counts else properties
+            table[name] = table.get(name, 0) + 1
+    return counts | dict(sorted(properties.items()))
 
 
 def isolated_atom_energies(configs: Iterable[Configuration]) -> dict[int, float]:
