@@ -45,6 +45,12 @@ class RunConfig(BaseModel):
     may be given instead. Keys and ``energy_unit`` reach ``.npz`` readers only when set
     explicitly, so rMD17 files keep their own defaults (``energies``, kcal/mol).
 
+    The model's ``outputs`` choose what is trained: ``dipole_key``, ``polarizability_key`` and
+    ``property_keys`` (``{property name: key}``) name the labels of the dipole, polarizability
+    and property outputs, ``dipole_weight``, ``polarizability_weight`` and ``property_weights``
+    their loss weights (MACE's names); ``units`` names the labels' units in the error tables
+    (``{"dipole": "D", "gap": "eV"}``; labels are never converted).
+
     ``device`` must exist on this machine (checked here, so a run without CUDA stops before any
     data is read). A checkpoint is written every ``checkpoint_interval`` epochs, at the last
     epoch, after ``checkpoint_minutes`` of training since the previous one, and after the first
@@ -64,6 +70,10 @@ class RunConfig(BaseModel):
     stress_key: str = "stress"
     virials_key: str = "virials"
     energy_unit: str = "eV"
+    dipole_key: str = "dipole"
+    polarizability_key: str = "polarizability"
+    total_charge_key: str = "total_charge"
+    property_keys: dict[str, str] = Field(default_factory=dict)
     E0s: Any = None
     batch_size: int = Field(10, ge=1)
     valid_batch_size: int = Field(10, ge=1)
@@ -77,6 +87,10 @@ class RunConfig(BaseModel):
     forces_weight: float = Field(100.0, ge=0.0)
     stress_weight: float = Field(1.0, ge=0.0)
     virials_weight: float = Field(1.0, ge=0.0)
+    dipole_weight: float = Field(1.0, ge=0.0)
+    polarizability_weight: float = Field(1.0, ge=0.0)
+    property_weights: dict[str, float] = Field(default_factory=dict)
+    units: dict[str, str] = Field(default_factory=dict)
     ema: bool = True
     ema_decay: float = Field(0.99, ge=0.0, lt=1.0)
     clip_grad: float | None = Field(10.0, gt=0.0)

@@ -91,8 +91,9 @@ def collate_samples(
     sorted order. ``total_charge`` is always there (zeros by default), in the targets and,
     as the model's input, in the batch.
 
-    Floating fields are in ``dtype`` except the energies and total charges, which stay
-    float64 as the model's total energies do (:mod:`tensorpot.models.base`).
+    Floating fields are in ``dtype`` except the energies, named properties and total charges,
+    which stay float64 as the model's total energies and properties do
+    (:mod:`tensorpot.models.base`).
     """
     configs = [s.config for s in samples]
     charges = torch.tensor([c.total_charge for c in configs], dtype=torch.float64)
@@ -108,7 +109,7 @@ def collate_samples(
     properties = TensorDict()
     for name in names:
         values = [c.properties.get(name) for c in configs]
-        labels[PROPERTY_PREFIX + name] = present = _per_structure(values, (), dtype)
+        labels[PROPERTY_PREFIX + name] = present = _per_structure(values, (), torch.float64)
         properties[name] = present[0]
     masks = TensorDict({name: pair[1] for name, pair in labels.items() if pair is not None})
     fields = {name: None if pair is None else pair[0] for name, pair in labels.items()}

@@ -153,6 +153,14 @@ class Potential(nn.Module):
                 )
 
     @property
+    def extensive_properties(self) -> frozenset[str]:
+        """The names of the property outputs summed over atoms (their errors and losses are
+        also taken per atom)."""
+        return frozenset(
+            o.property for o in self.outputs if not isinstance(o, str) and o.reduction == "sum"
+        )
+
+    @property
     def dtype(self) -> torch.dtype:
         """The dtype of the learned part (inputs are cast to it); energies are float64."""
         return self.scale.dtype

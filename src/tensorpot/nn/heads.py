@@ -132,8 +132,9 @@ class PropertyHead(nn.Module):
         self.net = _mlp(num_scalars, hidden)
 
     def forward(self, scalars: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """``scalars [N, S]`` -> ``[B]``."""
-        values = self.scale * self.net(scalars).squeeze(-1) + self.shift  # [N]
+        """``scalars [N, S]`` -> ``[B]`` float64."""
+        # the shift in float64: a total such as U0 (-10^4 eV) is not quantised in float32
+        values = (self.scale * self.net(scalars).squeeze(-1)).double() + self.shift  # [N]
         total = _per_structure(values, batch, num_graphs)
         if self.reduction == "sum":
             return total

@@ -1,20 +1,21 @@
-r"""The weighted loss of MACE ("weighted"): energy per atom, forces, stress and virials.
+r"""MACE's weighted loss over any mix of targets: energies, forces, stress, virials, dipoles,
+polarizabilities and named scalar properties.
 
-For a batch of ``B`` structures with structure weights :math:`w_b` and atom counts :math:`N_b`
+For a batch of ``B`` structures with structure weights :math:`w_b`, atom counts :math:`N_b` and
+per-structure label masks :math:`m_b` (1 where the structure has the label)
 
 .. math::
 
-    L_E = \frac{1}{B}\sum_b w_b \Big(\frac{E_b - \hat E_b}{N_b}\Big)^2, \quad
-    L_F = \frac{1}{3N}\sum_{i,\alpha} w_{b(i)} (F_{i\alpha} - \hat F_{i\alpha})^2,
+    L_E = \frac{\sum_b m_b w_b ((E_b - \hat E_b)/N_b)^2}{\sum_b m_b}, \quad
+    L_F = \frac{\sum_{i,\alpha} m_{b(i)} w_{b(i)} (F_{i\alpha} - \hat F_{i\alpha})^2}
+        {3 \sum_i m_{b(i)}},
 
-    L_\sigma = \frac{1}{9B}\sum_{b,\alpha\beta} w_b (\sigma_{b\alpha\beta}
-        - \hat\sigma_{b\alpha\beta})^2, \quad
-    L_W = \frac{1}{9B}\sum_{b,\alpha\beta} w_b \Big(\frac{W_{b\alpha\beta}
-        - \hat W_{b\alpha\beta}}{N_b}\Big)^2
-
-and the total is :math:`\lambda_E L_E + \lambda_F L_F + \lambda_\sigma L_\sigma + \lambda_W L_W`
-over the terms whose labels (and predictions) are present. Each term is kept as a sum and a
-count (:class:`TermSums`), so a data set split into batches gives exactly the data-set mean.
+stress per component, and virials, dipoles and polarizabilities per component divided by
+:math:`N_b` (as MACE's ``weighted_mean_squared_error_dipole`` and ``..._polarizability``); a
+property summed over atoms (extensive) is divided by :math:`N_b`, one averaged over atoms
+(intensive) is not. The total is :math:`\sum_t \lambda_t L_t` over the terms whose labels and
+predictions are present. Each term is kept as a sum and a count (:class:`TermSums`), so a data
+set split into batches gives exactly the data-set mean, whichever structures are labelled.
 """
 
 from __future__ import annotations
@@ -30,16 +31,27 @@ from tensorpot.models.base import Predictions
 
 __all__ = ["LossWeights", "TermSums", "combine_terms", "loss_term_sums", "weighted_loss"]
 
-TERMS = ("energy", "forces", "stress", "virials")
+TERMS = ("energy", "forces", "stress", "virials", "dipole", "polarizability")
+#: terms whose errors are divided by the structure's atom count
+PER_ATOM = frozenset({"energy", "virials", "dipole", "polarizability"})
 
 
 class LossWeights(NamedTuple):
-    """The weights :math:`\\lambda` of the four loss terms."""
+    """The weights :math:`\\lambda` of the loss terms (``properties``: by property name)."""
 
     energy: float = 1.0
     forces: float = 100.0
     stress: float = 1.0
     virials: float = 1.0
+    dipole: float = 1.0
+    polarizability: float = 1.0
+    properties: Mapping[str, float] = {}
+
+    def of(self, term: str) -> float:
+        """The weight of ``term`` (``"property:<name>"`` for a property, default 1)."""
+        if term.startswith("property:"):
+            return float(self.properties.get(term.removeprefix("property:"), 1.0))
+        return float(getattr(self, term))
 
 
 class TermSums(NamedTuple):
@@ -49,36 +61,55 @@ class TermSums(NamedTuple):
     count: int
 
 
+def _prediction(pred: Predictions, term: str) -> Tensor | None:
+    if term.startswith("property:"):
+        return (pred.properties or {}).get(term.removeprefix("property:"))
+    return getattr(pred, term)
+
+
 def loss_term_sums(
-    pred: Predictions, targets: Targets, weights: Tensor, num_atoms: Tensor, batch: Tensor
+    pred: Predictions,
+    targets: Targets,
+    weights: Tensor,
+    num_atoms: Tensor,
+    batch: Tensor,
+    extensive: frozenset[str] = frozenset(),
 ) -> dict[str, TermSums]:
     """Per-term sums of weighted squared errors for the labelled quantities of a batch.
 
     Args:
-        pred: model predictions (``energy [B]``, ``forces [N, 3]``, ``stress``/``virials``
-            ``[B, 3, 3]``; any may be None).
-        targets: labels; a missing label drops its term.
+        pred: model predictions (any may be None).
+        targets: labels with their per-structure masks; a missing label drops its term.
         weights: structure weights ``[B]``.
         num_atoms: atom count of every structure ``[B]``.
         batch: structure index of every atom ``[N]``.
+        extensive: the names of the properties summed over atoms (their errors are divided by
+            the atom count).
 
     Returns:
         ``{term: TermSums}`` for the terms with both a label and a prediction.
     """
     out: dict[str, TermSums] = {}
+    num_graphs = len(num_atoms)
     n = num_atoms.to(weights.dtype)
-    if targets.energy is not None:
-        sq = ((pred.energy - targets.energy) / n).square()
-        out["energy"] = TermSums((weights * sq).sum(), sq.numel())
-    if targets.forces is not None and pred.forces is not None:
-        sq = (pred.forces - targets.forces).square()
-        out["forces"] = TermSums((weights[batch, None] * sq).sum(), sq.numel())
-    if targets.stress is not None and pred.stress is not None:
-        sq = (pred.stress - targets.stress).square()
-        out["stress"] = TermSums((weights[:, None, None] * sq).sum(), sq.numel())
-    if targets.virials is not None and pred.virials is not None:
-        sq = ((pred.virials - targets.virials) / n[:, None, None]).square()
-        out["virials"] = TermSums((weights[:, None, None] * sq).sum(), sq.numel())
+    names = [*TERMS, *(f"property:{p}" for p in (targets.properties or {}))]
+    for term in names:
+        label, value = targets.label(term), _prediction(pred, term)
+        if label is None or value is None:
+            continue
+        mask = targets.mask(term, num_graphs).to(weights.dtype)  # [B]
+        if term == "forces":
+            per_atom = (weights * mask)[batch]
+            sq = (value - label).square()
+            out[term] = TermSums((per_atom[:, None] * sq).sum(), int(mask[batch].sum()) * 3)
+            continue
+        diff = value - label  # [B, ...]
+        property_name = term.removeprefix("property:") if term.startswith("property:") else None
+        if term in PER_ATOM or property_name in extensive:
+            diff = diff / n.view(-1, *[1] * (diff.dim() - 1))
+        sq = diff.square().reshape(num_graphs, -1)  # [B, components]
+        total = ((weights * mask)[:, None] * sq).sum()
+        out[term] = TermSums(total, int(mask.sum()) * sq.shape[1])
     return out
 
 
@@ -91,10 +122,10 @@ def combine_terms(
         ``(total, {term: mean})``; the total is the weighted sum of the means (zero when no
         term is present).
     """
-    terms = {name: s.total / max(s.count, 1) for name, s in sums.items()}
+    terms = {name: s.total / max(s.count, 1) for name, s in sums.items() if s.count > 0}
     if not terms:
         return torch.zeros(()), terms
-    total = sum(getattr(loss_weights, name) * value for name, value in terms.items())
+    total = sum(loss_weights.of(name) * value for name, value in terms.items())
     return total, terms
 
 
@@ -105,6 +136,8 @@ def weighted_loss(
     num_atoms: Tensor,
     batch: Tensor,
     loss_weights: LossWeights,
+    extensive: frozenset[str] = frozenset(),
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """MACE's weighted loss of one batch: ``(total, {term: mean})`` (see the module docs)."""
-    return combine_terms(loss_term_sums(pred, targets, weights, num_atoms, batch), loss_weights)
+    sums = loss_term_sums(pred, targets, weights, num_atoms, batch, extensive)
+    return combine_terms(sums, loss_weights)

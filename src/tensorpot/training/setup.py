@@ -29,7 +29,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
 from tensorpot.config import RunConfig
-from tensorpot.data.configuration import Configuration
+from tensorpot.data.configuration import PROPERTY_PREFIX, Configuration
 from tensorpot.data.dataset import GraphDataset
 from tensorpot.data.readers import read_configurations
 from tensorpot.data.split import split_train_valid, take_subset
@@ -50,20 +50,57 @@ logger = logging.getLogger("tensorpot.training")
 #: Statistics of the training set a family's config may take (a field of that name).
 STATISTICS = {"avg_num_neighbors": lambda data: data.train.average_num_neighbors()}
 _NPZ_KEYS = ("energy_unit", "energy_key", "forces_key")
-_EXTXYZ_KEYS = ("energy_key", "forces_key", "stress_key", "virials_key", "energy_unit")
+_EXTXYZ_KEYS = (
+    "energy_key", "forces_key", "stress_key", "virials_key", "energy_unit", "dipole_key",
+    "polarizability_key", "total_charge_key", "property_keys",
+)  # fmt: skip
 HISTORY_COLUMNS = (
     "epoch", "stage", "lr", "train_loss", "valid_loss",
-    "valid_energy_rmse_meV_per_atom", "valid_forces_rmse_meV_per_A", "time_s",
+    "valid_energy_rmse_meV_per_atom", "valid_forces_rmse_meV_per_A",
+    "valid_dipole_rmse", "valid_polarizability_rmse", "time_s",
 )  # fmt: skip
+#: the label each output is trained on, by the output's name
+_OUTPUT_LABELS = {"energy": "energy", "dipole": "dipole", "polarizability": "polarizability"}
 
 
 def read_data_file(path: str, config: RunConfig) -> list[Configuration]:
-    """Read one data file with the run's keys (npz files get only the keys set explicitly)."""
+    """Read one data file with the run's keys (npz files get only the keys set explicitly).
+
+    Energies (and forces, when they are weighted) are required of every frame when the model
+    has an energy output; the other labels are optional per frame.
+    """
     if Path(path).suffix.lower() == ".npz":
         keys = {k: getattr(config, k) for k in _NPZ_KEYS if k in config.model_fields_set}
-    else:
-        keys = {k: getattr(config, k) for k in _EXTXYZ_KEYS}
+        return read_configurations(path, **keys)
+    keys = {k: getattr(config, k) for k in _EXTXYZ_KEYS}
+    if Path(path).suffix.lower() == ".db" and "energy_unit" not in config.model_fields_set:
+        keys.pop("energy_unit")  # the database's own unit, which its reader checks
+    energy = "energy" in validate_model_config(config.model).output_names
+    keys["require_energy"] = energy
+    keys["require_forces"] = energy and config.forces_weight > 0
     return read_configurations(path, **keys)
+
+
+def output_label_key(config: RunConfig, output: str) -> str:
+    """The data key of the label an output (``"dipole"``, ``"property:gap"``) is trained on."""
+    if output.startswith(PROPERTY_PREFIX):
+        name = output.removeprefix(PROPERTY_PREFIX)
+        return config.property_keys.get(name, name)
+    return getattr(config, f"{_OUTPUT_LABELS[output]}_key")
+
+
+def check_labels(config: RunConfig, output_names: list[str], train: GraphDataset) -> None:
+    """Raise DataError when an output has no label in any training frame, naming the file,
+    the first frame and the key."""
+    counts = train.label_counts()
+    for output in output_names:
+        if counts.get(output, 0) == 0:
+            first = train.configs[0]
+            raise first.error(
+                f"the model has a {output.removeprefix(PROPERTY_PREFIX)!r} output but no "
+                f"training frame has its label (key {output_label_key(config, output)!r}); "
+                "give the key of the label, or drop the output"
+            )
 
 
 @dataclass
@@ -144,6 +181,8 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
         e0s = resolve_e0s(config.E0s, [*train, *data.isolated], model["atomic_numbers"])
         model["E0s"] = e0s
     model.setdefault("seed", config.seed)
+    if "outputs" in model:
+        model["outputs"] = property_statistics(list(model["outputs"]), train)
     cfg = validate_model_config(model)
     if config.compute_avg_num_neighbors:  # the statistics the family's config has fields for
         for key, statistic in STATISTICS.items():
@@ -151,7 +190,8 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
                 model[key] = statistic(data)
     wants_shift = "atomic_inter_shift" not in model
     wants_scale = "atomic_inter_scale" not in model
-    if config.compute_scale_shift and (wants_shift or wants_scale):
+    has_energy = "energy" in cfg.output_names
+    if config.compute_scale_shift and has_energy and (wants_shift or wants_scale):
         e0s = dict(zip(cfg.atomic_numbers, cfg.e0_list() or [0.0] * len(cfg.atomic_numbers)))
         shift, scale = mean_per_atom_residual_and_force_rms(train, e0s)
         if wants_shift:
@@ -165,7 +205,32 @@ def loss_weights(config: RunConfig, stage_two: bool) -> LossWeights:
     """The loss weights of the current training stage."""
     energy = config.stage_two_energy_weight if stage_two else config.energy_weight
     forces = config.stage_two_forces_weight if stage_two else config.forces_weight
-    return LossWeights(energy, forces, config.stress_weight, config.virials_weight)
+    return LossWeights(
+        energy, forces, config.stress_weight, config.virials_weight, config.dipole_weight,
+        config.polarizability_weight, dict(config.property_weights),
+    )  # fmt: skip
+
+
+def property_statistics(outputs: list, train: list[Configuration]) -> list:
+    """``outputs`` with ``shift`` and ``scale`` filled in from the training labels for every
+    property output that does not give them: the mean and spread of the label per atom
+    (``"sum"``) or per structure (``"mean"``)."""
+    filled = []
+    for output in outputs:
+        if not isinstance(output, dict) or "property" not in output:
+            filled.append(output)
+            continue
+        name, per_atom = output["property"], output.get("reduction", "sum") == "sum"
+        values = [c.properties[name] / (c.n_atoms if per_atom else 1)
+                  for c in train if name in c.properties]  # fmt: skip
+        output = dict(output)
+        if values:
+            mean = sum(values) / len(values)
+            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+            output.setdefault("shift", mean)
+            output.setdefault("scale", spread if spread > 0 else 1.0)
+        filled.append(output)
+    return filled
 
 
 def parameter_groups(model: Potential, weight_decay: float) -> list[dict[str, Any]]:

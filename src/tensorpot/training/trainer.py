@@ -49,6 +49,7 @@ from tensorpot.training.setup import (
     History,
     RunData,
     TrainingState,
+    check_labels,
     loss_weights,
     make_state,
     model_dict,
@@ -196,7 +197,7 @@ def _run(config: RunConfig, resume: bool, clock: Callable[[], float]) -> TrainRe
                 writer.close()
         tables = _final_errors(model_path, data, config, state.model.device)
         errors_path = out / "errors.md"
-        text = format_error_table(tables)
+        text = format_error_table(tables, config.units)
         errors_path.write_text(text + "\n", encoding="utf-8")
         logger.info("errors of the best model (%s):\n%s", model_path.name, text)
     return TrainResult(
@@ -214,6 +215,7 @@ def _set_up(config: RunConfig, latest: Path | None) -> tuple[RunData, TrainingSt
     cfg = checkpoint["model_config"] if checkpoint else model_dict(config, data)
     model = build_model(cfg).to(device)
     data.check_elements(model.atomic_numbers)
+    check_labels(config, model.config.output_names, data.train)
     state = make_state(model, config)
     if checkpoint is not None:
         state.load(checkpoint)
@@ -248,6 +250,9 @@ def _epoch_line(row: dict, max_epochs: int, notes: list[str]) -> str:
             parts.append(f"energy RMSE {energy:.2f} meV/atom")
         if forces != "":
             parts.append(f"force RMSE {forces:.2f} meV/Å")
+        for name in ("dipole", "polarizability"):
+            if row.get(f"valid_{name}_rmse", "") != "":
+                parts.append(f"{name} RMSE {row[f'valid_{name}_rmse']:.4g}")
     parts += [f"lr {row['lr']:.3g}", f"{row['time_s']:.1f} s"]
     return ", ".join(parts) + (f" ({', '.join(notes)})" if notes else "")
 
@@ -339,6 +344,7 @@ def _train_epoch(
     model.train()
     generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
     weights = loss_weights(config, state.stage_two)
+    extensive = model.extensive_properties
     total, count = 0.0, 0
     batches = iterate_batches(dataset, config.batch_size, True, generator, model.dtype)
     for raw in batches:
@@ -346,9 +352,11 @@ def _train_epoch(
         state.optimizer.zero_grad(set_to_none=True)
         pred = _predict(model, batch, targets)
         num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
-        loss, terms = weighted_loss(pred, targets, w, num_atoms, batch.batch, weights)
+        loss, terms = weighted_loss(pred, targets, w, num_atoms, batch.batch, weights, extensive)
         if not terms:
-            raise DataError("a training batch has no energy, force, stress or virial labels")
+            raise DataError(
+                f"a training batch has no label of the model's outputs {model.config.output_names}"
+            )
         loss.backward()
         if config.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
@@ -368,13 +376,15 @@ def evaluate(
     """Weighted loss (data-set mean) and the error table of ``model`` on ``dataset``."""
     model.eval()
     sums: dict[str, TermSums] = {}
-    errors = ErrorAccumulator()
+    extensive = model.extensive_properties
+    errors = ErrorAccumulator(extensive)
     for raw in iterate_batches(dataset, batch_size, dtype=model.dtype):
         batch, targets, w = _on_device(*raw, model.device)
         raw_pred = _predict(model, batch, targets)
         pred = raw_pred.detached()
         num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
-        for name, term in loss_term_sums(pred, targets, w, num_atoms, batch.batch).items():
+        terms = loss_term_sums(pred, targets, w, num_atoms, batch.batch, extensive)
+        for name, term in terms.items():
             old = sums.get(name, TermSums(torch.zeros((), dtype=term.total.dtype), 0))
             sums[name] = TermSums(old.total + term.total.cpu(), old.count + term.count)
         errors.update(pred, targets, num_atoms)
@@ -403,6 +413,8 @@ def _validate(
         "valid_loss": loss,
         "valid_energy_rmse_meV_per_atom": table.get("energy_rmse_per_atom", ""),
         "valid_forces_rmse_meV_per_A": table.get("forces_rmse", ""),
+        "valid_dipole_rmse": table.get("dipole_rmse", ""),
+        "valid_polarizability_rmse": table.get("polarizability_rmse", ""),
     }
     return row, improved
 
