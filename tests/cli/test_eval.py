@@ -209,3 +209,28 @@ def test_eval_of_isolated_atoms(tmp_path, capsys, model_file):
     for atoms in ase.io.read(out, ":"):
         assert np.isfinite(atoms.info["tensorpot_energy"])
         assert np.all(atoms.arrays["tensorpot_forces"] == 0.0)
+
+
+def test_eval_of_a_dipole_model_writes_and_scores_its_outputs(tmp_path, capsys):
+    """A model with dipole and polarizability outputs: errors in the labels' units (named with
+    --unit) and tensorpot_dipole / tensorpot_polarizability in the output file."""
+    import tensorpot
+    from tests.evaluation.tiny import tiny_model
+    from tests.training.test_tensorial import point_charge_molecules
+
+    model = tiny_model(max_L=2, outputs=["dipole", "polarizability"])
+    path = tensorpot.save_model(model, tmp_path / "mu.model")
+    frames = point_charge_molecules(4)
+    for atoms in frames:
+        atoms.info["polarizability"] = np.eye(3).reshape(-1) * 2.0
+    data = tmp_path / "mu.xyz"
+    ase.io.write(data, frames, format="extxyz")
+    out = tmp_path / "pred.xyz"
+    argv = ["eval", "--model", str(path), "--data", str(data), "--output", str(out)]
+    assert main([*argv, "--unit", "dipole=D"]) == 0
+    printed = capsys.readouterr().out
+    assert "dipole_rmse (D)" in printed and "polarizability_rmse (Å³)" in printed
+    assert "energy" not in printed
+    for atoms in ase.io.read(out, ":"):
+        assert atoms.info["tensorpot_dipole"].shape == (3,)
+        assert atoms.info["tensorpot_polarizability"].shape == (3, 3)

@@ -66,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--forces-key", help="forces label key (default: forces)")
     ev.add_argument("--stress-key", help="stress label key, eV/Å³ (default: stress)")
     ev.add_argument("--virials-key", help="virials label key, eV (default: virials)")
+    ev.add_argument("--dipole-key", help="dipole label key (default: dipole)")
+    ev.add_argument(
+        "--polarizability-key", help="polarizability label key (default: polarizability)"
+    )
+    ev.add_argument(
+        "--property-key",
+        action="append",
+        default=[],
+        metavar="NAME=KEY",
+        help="the label key of a property output (repeatable; default: its name)",
+    )
+    ev.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        metavar="LABEL=UNIT",
+        help="the unit of a label in the table, e.g. dipole=D (repeatable)",
+    )
     ev.add_argument("--energy-unit", help="unit of energy labels (default: the reader's)")
     ev.add_argument("--batch-size", type=_positive_int, default=10, help="structures per batch")
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -129,6 +147,9 @@ def _eval(args: argparse.Namespace) -> int:
         "forces_key": args.forces_key,
         "stress_key": args.stress_key,
         "virials_key": args.virials_key,
+        "dipole_key": args.dipole_key,
+        "polarizability_key": args.polarizability_key,
+        "property_keys": _pairs("--property-key", args.property_key) or None,
         "energy_unit": args.energy_unit,
     }
     table, predictions = evaluate_file(
@@ -142,7 +163,8 @@ def _eval(args: argparse.Namespace) -> int:
         **{k: v for k, v in options.items() if v is not None},
     )
     if table:
-        print(format_error_table({Path(args.data).name: table}))
+        units = _pairs("--unit", args.unit)
+        print(format_error_table({Path(args.data).name: table}, units))
     else:
         hint = "" if args.output else "; give --output to write them"
         count = len(predictions)
@@ -152,6 +174,19 @@ def _eval(args: argparse.Namespace) -> int:
         if path is not None:
             print(f"tensorpot: wrote {label} to {path}", file=sys.stderr)
     return 0
+
+
+def _pairs(flag: str, items: list[str]) -> dict[str, str]:
+    """``["a=b", ...]`` -> ``{"a": "b", ...}``; anything else is a ConfigError."""
+    from tensorpot.errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"{flag} {item!r} must look like NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def _plot(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,19 @@ class StructurePrediction:
         stress: stress ``[3, 3]`` in eV/Å³, or None when the structure has no periodic cell
             (or stress was not asked for).
         virials: virials ``[3, 3]`` in eV (``-dE/d(strain)``), when stress is there.
+        dipole: ``[3]``, polarizability: ``[3, 3]``, properties: ``{name: value}``, where the
+            model has those outputs (in the units of its training labels).
+
+    ``energy`` and ``forces`` are None for a model without an energy output.
     """
 
-    energy: float
-    forces: np.ndarray
+    energy: float | None
+    forces: np.ndarray | None
     stress: np.ndarray | None = None
     virials: np.ndarray | None = None
+    dipole: np.ndarray | None = None
+    polarizability: np.ndarray | None = None
+    properties: dict[str, float] = field(default_factory=dict)
 
 
 def has_periodic_cell(config: Configuration) -> bool:
@@ -119,11 +126,11 @@ def _split(
     chunk: list[Configuration], batch: GraphBatch, out: Predictions
 ) -> list[StructurePrediction]:
     counts = num_atoms_per_graph(batch.batch, batch.num_graphs).tolist()
-    forces = torch.split(out.forces, counts)
+    forces = torch.split(out.forces, counts) if out.forces is not None else None
     return [
         StructurePrediction(
-            energy=float(out.energy[b]),
-            forces=forces[b].numpy().copy(),
+            energy=None if out.energy is None else float(out.energy[b]),
+            forces=None if forces is None else forces[b].numpy().copy(),
             stress=(
                 out.stress[b].numpy().copy()
                 if out.stress is not None and has_periodic_cell(config)
@@ -134,6 +141,11 @@ def _split(
                 if out.virials is not None and has_periodic_cell(config)
                 else None
             ),
+            dipole=None if out.dipole is None else out.dipole[b].numpy().copy(),
+            polarizability=(
+                None if out.polarizability is None else out.polarizability[b].numpy().copy()
+            ),
+            properties={k: float(v[b]) for k, v in (out.properties or {}).items()},
         )
         for b, config in enumerate(chunk)
     ]
@@ -184,7 +196,7 @@ def evaluate(
     Raises:
         DataError: naming the file and frame, for an element the model does not know.
     """
-    acc = ErrorAccumulator()
+    acc = ErrorAccumulator(model.extensive_properties)
     results: list[StructurePrediction] = []
     for chunk, batch, targets, out in _run(model, configs, batch_size, None):
         results.extend(_split(chunk, batch, out))
@@ -195,13 +207,22 @@ def evaluate(
 
 
 def _with_prediction(atoms: Atoms, prediction: StructurePrediction) -> Atoms:
-    """``atoms`` with the predictions added as ``tensorpot_*`` keys (eV, eV/Å, eV/Å³)."""
-    atoms.info["tensorpot_energy"] = prediction.energy
-    if prediction.stress is not None:
-        atoms.info["tensorpot_stress"] = np.asarray(prediction.stress, dtype=np.float64)
-    if prediction.virials is not None:
-        atoms.info["tensorpot_virials"] = np.asarray(prediction.virials, dtype=np.float64)
-    atoms.arrays["tensorpot_forces"] = np.asarray(prediction.forces, dtype=np.float64)
+    """``atoms`` with the predictions added as ``tensorpot_*`` keys (eV, eV/Å, eV/Å³; the
+    other outputs in their training labels' units)."""
+    info = {
+        "tensorpot_energy": prediction.energy,
+        "tensorpot_stress": prediction.stress,
+        "tensorpot_virials": prediction.virials,
+        "tensorpot_dipole": prediction.dipole,
+        "tensorpot_polarizability": prediction.polarizability,
+    }
+    for key, value in info.items():
+        if value is not None:
+            atoms.info[key] = value if key == "tensorpot_energy" else np.asarray(value, float)
+    for name, value in prediction.properties.items():
+        atoms.info[f"tensorpot_{name}"] = value
+    if prediction.forces is not None:
+        atoms.arrays["tensorpot_forces"] = np.asarray(prediction.forces, dtype=np.float64)
     return atoms
 
 
