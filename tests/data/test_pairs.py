@@ -58,7 +58,7 @@ def test_an_edge_without_its_reverse_is_its_own_group():
     assert edge_pairs(batch.edge_index[:, :0], batch.cell_shifts[:0], 3)[0].numel() == 0
 
 
-def test_model_is_unchanged_by_evaluating_the_radial_part_per_pair(monkeypatch):
+def test_model_is_unchanged_by_evaluating_the_radial_part_per_pair():
     """Energies, forces and stress with the radial MLP per pair equal those per edge."""
     model = tensorpot.build_model(
         {"model": "ictp", "num_channels": 4, "max_L": 1, "correlation": 2,
@@ -69,12 +69,30 @@ def test_model_is_unchanged_by_evaluating_the_radial_part_per_pair(monkeypatch):
     batch = _graph(atoms, 4.0)
     paired = model(batch, compute_forces=True, compute_stress=True)
 
-    def one_per_edge(edge_index, cell_shifts, num_nodes):
-        ids = torch.arange(edge_index.shape[1])
-        return ids, ids
-
-    monkeypatch.setattr("tensorpot.models.base.edge_pairs", one_per_edge)
-    single = model(batch, compute_forces=True, compute_stress=True)
+    ids = torch.arange(batch.edge_index.shape[1])  # every edge a pair of its own
+    assert len(batch.pair_first) < len(ids)  # the batch did pair them
+    single = model(batch._replace(pair_first=ids, edge_pair=ids), compute_forces=True,
+                   compute_stress=True)  # fmt: skip
     for name in ("energy", "forces", "stress", "virials"):
         a, b = getattr(paired, name), getattr(single, name)
         np.testing.assert_allclose(a.detach(), b.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_batch_carries_the_pairing_and_the_model_reads_it(monkeypatch):
+    """collate pairs the edges when the batch is built; the forward pass does not pair again
+    (nothing read back from the device for it)."""
+    model = tensorpot.build_model(
+        {"model": "ictp", "num_channels": 4, "max_L": 1, "correlation": 2,
+         "atomic_numbers": [1, 6, 8], "r_max": 4.0, "seed": 5}
+    )  # fmt: skip
+    batch = _graph(crystal(2), 4.0)
+    first, group = edge_pairs(batch.edge_index, batch.cell_shifts, len(batch.positions))
+    assert torch.equal(batch.pair_first, first) and torch.equal(batch.edge_pair, group)
+    expected = model(batch, compute_forces=True)
+
+    def refuse(*args):
+        raise AssertionError("edge_pairs called in the forward pass")
+
+    monkeypatch.setattr("tensorpot.models.base.edge_pairs", refuse)
+    again = model(batch, compute_forces=True)
+    assert torch.equal(again.energy, expected.energy)

@@ -12,6 +12,7 @@ import torch
 
 import tensorpot
 from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.data.pairs import edge_pairs
 from tensorpot.nn import cpu_kernel
 from tensorpot.nn.convolution import PairGraph, convolution
 from tensorpot.nn.tensor_product import EdgeTensorProduct
@@ -136,8 +137,9 @@ def test_pairs_from_edges():
     alone = PairGraph.from_edges(edge_index)  # every edge a pair of its own
     assert alone.nodes.tolist() == [0, 1, 1, 0, 2, 0, 0, 2]
     assert alone.reverse.tolist() == [0.0] * 4
+    duplicated = torch.tensor([[0, 1, 0], [1, 0, 1]])  # 0 -> 1 twice
     with pytest.raises(ValueError, match="more than two edges"):
-        PairGraph.from_edges(edge_index, torch.tensor([0]), torch.tensor([0, 0, 0, 0]))
+        edge_pairs(duplicated, torch.zeros(3, 3), 2)
 
 
 def test_kernel_builds_where_a_compiler_is():

@@ -15,6 +15,7 @@ from ase import Atoms
 
 from tensorpot.data.batch import GraphBatch
 from tensorpot.data.neighbors import neighbor_list
+from tensorpot.data.pairs import edge_pairs
 from tensorpot.errors import DataError
 
 
@@ -106,7 +107,8 @@ def collate(graphs: Sequence[AtomicGraph], dtype: torch.dtype = torch.float64) -
     Returns:
         A batch with ``N = sum N_b`` atoms and ``E = sum E_b`` edges: positions ``[N, 3]``,
         atomic_numbers ``[N]``, edge_index ``[2, E]``, cell_shifts ``[E, 3]``, cell
-        ``[B, 3, 3]``, pbc ``[B, 3]``, batch ``[N]``.
+        ``[B, 3, 3]``, pbc ``[B, 3]``, batch ``[N]``, and the pairing of reversed edges
+        (``pair_first [G]``, ``edge_pair [E]``).
 
     Raises:
         ValueError: if ``graphs`` is empty or ``dtype`` is not a floating dtype.
@@ -121,14 +123,19 @@ def collate(graphs: Sequence[AtomicGraph], dtype: torch.dtype = torch.float64) -
         [torch.as_tensor(g.edge_index, dtype=torch.long) + o for g, o in zip(graphs, offsets)],
         dim=1,
     )
+    cell_shifts = torch.cat([torch.as_tensor(g.cell_shifts, dtype=dtype) for g in graphs])
+    num_atoms = int(counts.sum())
+    pair_first, edge_pair = edge_pairs(edge_index, cell_shifts, num_atoms)
     return GraphBatch(
         positions=torch.cat([torch.as_tensor(g.positions, dtype=dtype) for g in graphs]),
         atomic_numbers=torch.cat(
             [torch.as_tensor(g.atomic_numbers, dtype=torch.long) for g in graphs]
         ),
         edge_index=edge_index,
-        cell_shifts=torch.cat([torch.as_tensor(g.cell_shifts, dtype=dtype) for g in graphs]),
+        cell_shifts=cell_shifts,
         cell=torch.stack([torch.as_tensor(g.cell, dtype=dtype) for g in graphs]),
         pbc=torch.stack([torch.as_tensor(g.pbc, dtype=torch.bool) for g in graphs]),
         batch=torch.repeat_interleave(torch.arange(len(graphs)), counts),
+        pair_first=pair_first,
+        edge_pair=edge_pair,
     )

@@ -22,6 +22,11 @@ class GraphBatch(NamedTuple):
     ``j = edge_index[1, e]``; its vector is
     ``positions[j] - positions[i] + cell_shifts[e] @ cell[batch[i]]``.
 
+    ``pair_first`` and ``edge_pair`` group every edge with its reverse
+    (:func:`tensorpot.data.pairs.edge_pairs`); :func:`tensorpot.data.atoms.collate` computes
+    them when the batch is built, so that the model's forward pass needs no host
+    synchronisation for them.
+
     ``total_charge`` is an input, not a label: a head that predicts atomic charges (the
     dipole's) makes them sum to it. None means neutral structures.
     """
@@ -34,6 +39,8 @@ class GraphBatch(NamedTuple):
     pbc: Tensor  # [B, 3] bool
     batch: Tensor  # [N] long: structure index of every atom
     total_charge: Tensor | None = None  # [B] float64, e
+    pair_first: Tensor | None = None  # [G] long: one edge of each pair of reversed edges
+    edge_pair: Tensor | None = None  # [E] long: the pair of every edge (data.pairs.edge_pairs)
 
     @property
     def num_graphs(self) -> int:
@@ -50,6 +57,8 @@ class GraphBatch(NamedTuple):
             pbc=self.pbc.to(device=device),
             batch=self.batch.to(device=device),
             total_charge=None if self.total_charge is None else self.total_charge.to(device),
+            pair_first=None if self.pair_first is None else self.pair_first.to(device),
+            edge_pair=None if self.edge_pair is None else self.edge_pair.to(device),
         )
 
 

@@ -31,6 +31,9 @@ def edge_pairs(edge_index: Tensor, cell_shifts: Tensor, num_nodes: int) -> tuple
         ``(first, group)``: ``first [G]`` the index of one edge of every group, ``group [E]`` the
         group of every edge, so that ``f(lengths[first])[group] == f(lengths)`` for any function
         ``f`` of the edge length.
+
+    Raises:
+        ValueError: if a group holds more than two edges (a duplicated edge).
     """
     num_edges = edge_index.shape[1]
     device = edge_index.device
@@ -49,6 +52,8 @@ def edge_pairs(edge_index: Tensor, cell_shifts: Tensor, num_nodes: int) -> tuple
 
     forward, backward = key(centre, neighbour, shifts), key(neighbour, centre, -shifts)
     keys, group = torch.unique(torch.minimum(forward, backward), return_inverse=True)
+    if int(torch.bincount(group).max()) > 2:
+        raise ValueError("an edge pair holds more than two edges (duplicated edges)")
     first = torch.full((keys.shape[0],), num_edges, dtype=torch.long, device=device)
     first = first.scatter_reduce(
         0, group, torch.arange(num_edges, device=device), reduce="amin", include_self=True

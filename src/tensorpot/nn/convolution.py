@@ -77,18 +77,15 @@ class PairGraph(NamedTuple):
         dtype: torch.dtype = torch.float64,
     ) -> PairGraph:
         """Pairs from ``edge_index [2, E]`` and :func:`tensorpot.data.pairs.edge_pairs`
-        (``pair_first [G]``, ``edge_pair [E]``); without them every edge is a pair of its own.
-
-        Raises:
-            ValueError: if a pair holds more than two edges (a duplicated edge).
+        (``pair_first [G]``, ``edge_pair [E]``, at most two edges a pair, which ``edge_pairs``
+        checks); without them every edge is a pair of its own. No value is read back from the
+        device.
         """
         if pair_first is None or edge_pair is None:
             pair_first = torch.arange(edge_index.shape[1], device=edge_index.device)
             counts = torch.ones_like(pair_first)
         else:
             counts = torch.bincount(edge_pair, minlength=pair_first.shape[0])
-        if counts.numel() and int(counts.max()) > 2:
-            raise ValueError("an edge pair holds more than two edges (duplicated edges)")
         first = edge_index[:, pair_first]  # [2, G]
         return cls(first.t().flatten(), first.flip(0).t().flatten(), (counts == 2).to(dtype))
 
