@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.io import write
 
+import tensorpot
 from tensorpot.data.batch import Targets, TensorDict
 from tensorpot.errors import DataError
 from tensorpot.models.base import Predictions
@@ -99,3 +102,29 @@ def test_masked_frames_do_not_count():
         pred, targets, weights, num_atoms, batch, LossWeights(energy=2.0, dipole=3.0)
     )
     assert float(total) == pytest.approx(2.0 * 0.0625 / 2 + 3.0 * 1.0 / 6)
+
+
+QM9 = Path(__file__).parents[3] / "shared" / "data" / "qm9_sample" / "test_qm9.db"
+
+
+@pytest.mark.skipif(not QM9.exists(), reason="the shared QM9 sample is not here")
+def test_qm9_properties_from_the_ase_database(tmp_path):
+    """Named properties (an extensive U0 and an intensive gap) trained from the QM9 sample."""
+    config = {
+        "train_file": str(QM9), "valid_fraction": 0.25, "batch_size": 5, "max_num_epochs": 3,
+        "output_dir": str(tmp_path / "run"), "progress_bar": False, "log_to_stdout": False,
+        "units": {"energy_U0": "Hartree", "gap": "Hartree"},
+        "model": {"num_channels": 4, "max_L": 0, "correlation": 1, "num_interactions": 1,
+                  "radial_MLP": [8], "atomic_numbers": [1, 6, 7, 8, 9],
+                  "outputs": [{"property": "energy_U0", "reduction": "sum"},
+                              {"property": "gap", "reduction": "mean"}]},
+    }  # fmt: skip
+    result = train(config)
+    table = result.error_tables["valid"]
+    assert {"energy_U0_mae", "energy_U0_mae_per_atom", "gap_mae"} <= set(table)
+    assert "gap_mae_per_atom" not in table
+    text = result.errors_path.read_text(encoding="utf-8")
+    assert "energy_U0_mae (Hartree)" in text
+    model = tensorpot.load_model(result.model_path)
+    u0 = model.config.properties[0]
+    assert u0.shift < -5.0  # the labels' mean per atom (U0 is tens of Hartree below zero per atom)

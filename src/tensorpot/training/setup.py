@@ -75,7 +75,13 @@ def read_data_file(path: str, config: RunConfig) -> list[Configuration]:
     keys = {k: getattr(config, k) for k in _EXTXYZ_KEYS}
     if Path(path).suffix.lower() == ".db" and "energy_unit" not in config.model_fields_set:
         keys.pop("energy_unit")  # the database's own unit, which its reader checks
-    energy = "energy" in validate_model_config(config.model).output_names
+    cfg = validate_model_config(config.model)
+    # every property output's label: under its own key unless property_keys names another
+    keys["property_keys"] = {
+        **{p.property: p.property for p in cfg.properties},
+        **config.property_keys,
+    }
+    energy = "energy" in cfg.output_names
     keys["require_energy"] = energy
     keys["require_forces"] = energy and config.forces_weight > 0
     return read_configurations(path, **keys)
