@@ -227,7 +227,9 @@ def test_eval_of_a_dipole_model_writes_and_scores_its_outputs(tmp_path, capsys):
     ase.io.write(data, frames, format="extxyz")
     out = tmp_path / "pred.xyz"
     argv = ["eval", "--model", str(path), "--data", str(data), "--output", str(out)]
-    assert main([*argv, "--unit", "dipole=D"]) == 0
+    png = tmp_path / "parity.png"
+    assert main([*argv, "--unit", "dipole=D", "--parity", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "dipole_rmse (D)" in printed and "polarizability_rmse (Å³)" in printed
     assert "energy" not in printed

@@ -152,6 +152,7 @@ def _eval(args: argparse.Namespace) -> int:
         "property_keys": _pairs("--property-key", args.property_key) or None,
         "energy_unit": args.energy_unit,
     }
+    units = _pairs("--unit", args.unit)
     table, predictions = evaluate_file(
         args.model,
         args.data,
@@ -160,10 +161,10 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         overwrite=args.overwrite,
+        units=units,
         **{k: v for k, v in options.items() if v is not None},
     )
     if table:
-        units = _pairs("--unit", args.unit)
         print(format_error_table({Path(args.data).name: table}, units))
     else:
         hint = "" if args.output else "; give --output to write them"

@@ -317,6 +317,7 @@ def evaluate_file(
     batch_size: int = 10,
     device: str = "cpu",
     overwrite: bool = False,
+    units: dict[str, str] | None = None,
     **reader_options: Any,
 ) -> tuple[dict[str, float], list[StructurePrediction]]:
     """Load a model file, evaluate it on a data file, and optionally write predictions/plot.
@@ -333,6 +334,8 @@ def evaluate_file(
         batch_size: structures per forward pass.
         device: torch device to evaluate on.
         overwrite: replace existing output files.
+        units: the units of the labels of the other outputs (``{"dipole": "D"}``), for the
+            parity plot.
         **reader_options: ``energy_key``, ``energy_unit``, ``virials_key``, ... for the reader.
 
     Returns:
@@ -368,9 +371,8 @@ def evaluate_file(
     configs = read_configurations(data_path, **reader_options)
     if extxyz:
         _check_labelled_alike(configs, reader_options)
-    if parity is not None and all(c.energy is None for c in configs):
-        raise DataError(f"no {reader_options.get('energy_key', 'energy')!r} labels to plot a "
-                        "parity plot of", str(data_path))  # fmt: skip
+    if parity is not None and not any(c.label_names() for c in configs):
+        raise DataError("no labels to plot a parity plot of", str(data_path))
     table, predictions = evaluate(model, configs, batch_size=batch_size)
     if output is not None:
         inputs = read_extxyz_atoms(data_path) if extxyz else None
@@ -378,5 +380,5 @@ def evaluate_file(
     if parity is not None:
         from tensorpot.evaluation.plots import plot_parity_predictions
 
-        plot_parity_predictions(parity, configs, predictions, overwrite=overwrite)
+        plot_parity_predictions(parity, configs, predictions, overwrite=overwrite, units=units)
     return table, predictions

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_learning_curves",
     "plot_parity",
+    "plot_parity_panels",
     "plot_parity_predictions",
     "read_log",
     "require_matplotlib",
@@ -75,11 +76,12 @@ def _parity_panel(ax: Any, ref: np.ndarray, pred: np.ndarray, label: str, unit: 
         pad = 0.02 * (high - low) if high > low else 1.0
         ax.plot([low - pad, high + pad], [low - pad, high + pad], "k--", lw=0.8)
         diff = pred - ref
-        mae, rmse = 1e3 * np.abs(diff).mean(), 1e3 * math.sqrt(float(np.square(diff).mean()))
-        ax.text(
-            0.04, 0.96, f"MAE {mae:.2f} m{unit}\nRMSE {rmse:.2f} m{unit}",
-            transform=ax.transAxes, va="top", ha="left",
-        )  # fmt: skip
+        mae, rmse = np.abs(diff).mean(), math.sqrt(float(np.square(diff).mean()))
+        if unit.startswith("eV"):  # energies and forces in meV, as the error tables
+            text = f"MAE {1e3 * mae:.2f} m{unit}\nRMSE {1e3 * rmse:.2f} m{unit}"
+        else:  # the other labels in their own units
+            text = f"MAE {mae:.4g} {unit}\nRMSE {rmse:.4g} {unit}"
+        ax.text(0.04, 0.96, text, transform=ax.transAxes, va="top", ha="left")
     ax.set_xlabel(f"reference {label} ({unit})")
     ax.set_ylabel(f"predicted {label} ({unit})")
     ax.set_aspect("equal", adjustable="datalim")
@@ -108,13 +110,25 @@ def plot_parity(
     Returns:
         The path written.
     """
-    with_forces = forces_ref is not None and forces_pred is not None
-    fig, axes = _figure(2 if with_forces else 1)
-    _parity_panel(axes[0], energy_ref, energy_pred, "energy", "eV/atom")
-    if with_forces:
-        ref = np.asarray(forces_ref, dtype=np.float64).reshape(-1)
-        pred = np.asarray(forces_pred, dtype=np.float64).reshape(-1)
-        _parity_panel(axes[1], ref, pred, "force component", "eV/Å")
+    panels = [("energy", "eV/atom", energy_ref, energy_pred)]
+    if forces_ref is not None and forces_pred is not None:
+        panels.append(("force component", "eV/Å", forces_ref, forces_pred))
+    return plot_parity_panels(path, panels, title, overwrite)
+
+
+def plot_parity_panels(
+    path: str | os.PathLike,
+    panels: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """One parity panel per ``(label, unit, reference, predicted)``, side by side, as PNG."""
+    if not panels:
+        raise DataError("nothing to plot: no labelled quantity", str(path))
+    fig, axes = _figure(len(panels))
+    for ax, (label, unit, ref, pred) in zip(axes, panels):
+        ref = np.asarray(ref, dtype=np.float64).reshape(-1)
+        _parity_panel(ax, ref, np.asarray(pred, dtype=np.float64).reshape(-1), label, unit)
     if title:
         fig.suptitle(title)
     return _save(fig, path, overwrite)
@@ -125,17 +139,35 @@ def plot_parity_predictions(
     configs: Sequence[Configuration],
     predictions: Sequence[StructurePrediction],
     overwrite: bool = False,
+    units: dict[str, str] | None = None,
 ) -> Path:
-    """:func:`plot_parity` of predictions against the labels of ``configs`` (labelled ones)."""
-    pairs = [(c, p) for c, p in zip(configs, predictions) if c.energy is not None]
-    e_ref = np.array([c.energy / c.n_atoms for c, _ in pairs])
-    e_pred = np.array([p.energy / c.n_atoms for c, p in pairs])
-    with_forces = [(c, p) for c, p in zip(configs, predictions) if c.forces is not None]
-    f_ref = f_pred = None
-    if with_forces:
-        f_ref = np.concatenate([np.ravel(c.forces) for c, _ in with_forces])
-        f_pred = np.concatenate([np.ravel(p.forces) for _, p in with_forces])
-    return plot_parity(path, e_ref, e_pred, f_ref, f_pred, overwrite=overwrite)
+    """Parity panels of every quantity both labelled in ``configs`` and predicted: energy per
+    atom, force, dipole and polarizability components, and named properties (``units`` names
+    the labels' units of the last three; see :data:`tensorpot.evaluation.metrics.LABEL_UNITS`).
+    """
+    from tensorpot.evaluation.metrics import LABEL_UNITS
+
+    units = {**LABEL_UNITS, **(units or {})}
+    pairs = list(zip(configs, predictions))
+    panels = []
+
+    def gather(label: str, unit: str, ref_of, pred_of) -> None:
+        found = [(ref_of(c), pred_of(c, p)) for c, p in pairs]
+        found = [(r, q) for r, q in found if r is not None and q is not None]
+        if found:
+            ref = np.concatenate([np.ravel(r) for r, _ in found])
+            panels.append((label, unit, ref, np.concatenate([np.ravel(q) for _, q in found])))
+
+    gather("energy", "eV/atom", lambda c: None if c.energy is None else c.energy / c.n_atoms,
+           lambda c, p: None if p.energy is None else p.energy / c.n_atoms)  # fmt: skip
+    gather("force component", "eV/Å", lambda c: c.forces, lambda c, p: p.forces)
+    gather("dipole component", units["dipole"], lambda c: c.dipole, lambda c, p: p.dipole)
+    gather("polarizability component", units["polarizability"], lambda c: c.polarizability,
+           lambda c, p: p.polarizability)  # fmt: skip
+    for name in sorted({n for _, p in pairs for n in p.properties}):
+        gather(name, units.get(name, "label units"), lambda c, n=name: c.properties.get(n),
+               lambda c, p, n=name: p.properties.get(n))  # fmt: skip
+    return plot_parity_panels(path, panels, overwrite=overwrite)
 
 
 def _number(text: str | None) -> float | None:
