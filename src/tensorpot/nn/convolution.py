@@ -85,7 +85,9 @@ class PairGraph(NamedTuple):
             pair_first = torch.arange(edge_index.shape[1], device=edge_index.device)
             counts = torch.ones_like(pair_first)
         else:
-            counts = torch.bincount(edge_pair, minlength=pair_first.shape[0])
+            counts = torch.zeros_like(pair_first).index_add_(
+                0, edge_pair, torch.ones_like(edge_pair)
+            )
         first = edge_index[:, pair_first]  # [2, G]
         return cls(first.t().flatten(), first.flip(0).t().flatten(), (counts == 2).to(dtype))
 
