@@ -1,8 +1,8 @@
 """GFN2-xTB labels for dipole and polarizability training: a molecule-disjoint data set.
 
-Geometries come from the benchmark data in ``/work/shared/data`` (only the geometries; the
-reference labels are not used). Every frame is labelled with GFN2-xTB through ``tblite``
-(``pip install tblite==0.8.0``, the ``xtb`` extra):
+Geometries come from the benchmark data in ``../shared/data`` beside the repository (only the
+geometries; the reference labels are not used). Every frame is labelled with GFN2-xTB through
+``tblite`` (``pip install tblite==0.8.0``, the ``xtb`` extra):
 
 * ``energy`` (eV) and ``forces`` (eV/Å) of the field-free calculation,
 * ``dipole`` (e·Å, 3 values) of the field-free calculation,
@@ -49,7 +49,7 @@ from ase import Atoms
 from ase.data import chemical_symbols, covalent_radii
 from ase.units import Bohr, Hartree
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # ../shared/data
 ALLOWED = {1, 6, 7, 8}  # H C N O: one model covers every frame
 RMD17 = "rmd17/npz/rmd17_{}_{}_01.npz"
 SPICE = "spice_les_subsets/mace_off_test_subsets/{}.xyz"

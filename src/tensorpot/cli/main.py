@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         parents=[common],
         allow_abbrev=False,
-        help="time and memory of ICTP against MACE and FlashCart of the same size",
+        help="time and memory of tensorpot against MACE and FlashCart of the same size",
         description="Energy + forces on 3BPA frames, interleaved with MACE and FlashCart.",
     )
     for flag, default in [("--channels", 8), ("--max-L", 2), ("--max-ell", 3),

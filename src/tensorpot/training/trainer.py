@@ -2,12 +2,12 @@
 
 The run reads the data (:mod:`tensorpot.training.setup`), builds the model with statistics of
 the training set, and trains with AMSGrad Adam, ReduceLROnPlateau on the validation loss, an EMA
-of the weights and MACE's weighted loss (ICTP spec 4.2-4.3). Shuffling uses a generator seeded
-from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed run reaches the
-same weights as an uninterrupted one. The best validation model (EMA weights) is saved as
-``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch count,
-by time (``checkpoint_minutes``) and after the first best model, so that a killed run leaves
-something to resume from. The set-up facts and one line per epoch go to
+of the weights and MACE's weighted loss (the papers' training protocol). Shuffling uses a
+generator seeded from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed
+run reaches the same weights as an uninterrupted one. The best validation model (EMA weights) is
+saved as ``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch
+count, by time (``checkpoint_minutes``) and after the first best model, so that a killed run
+leaves something to resume from. The set-up facts and one line per epoch go to
 ``<output_dir>/train.log`` and stdout (:func:`~tensorpot.training.setup.run_log`).
 """
 
