@@ -30,17 +30,23 @@ def test_charges_sum_to_the_total_charge():
 
 
 def test_dipole_is_measured_from_the_centre_of_positions():
-    """Independent of the origin, charged or not: a uniform shift of the charges (how the
-    total charge enters) times positions about their centre sums to zero."""
+    """Independent of the origin, and equal to sum_u q_u (r_u - r_c) + p_u with the charges
+    shifted to any total charge (a uniform shift sums to zero about the centre)."""
     scalars, vectors, _, batch = _inputs()
     head = DipoleHead(5, 4).double()
     positions = torch.randn(7, 3, dtype=torch.float64)
-    total = torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64)
-    mu = head(scalars, vectors, positions, batch, 3, total)
-    shifted = head(scalars, vectors, positions + torch.tensor([5.0, 0.0, -2.0]), batch, 3, total)
+    mu = head(scalars, vectors, positions, batch, 3)
+    shifted = head(scalars, vectors, positions + torch.tensor([5.0, 0.0, -2.0]), batch, 3)
     torch.testing.assert_close(mu, shifted)
-    neutral = head(scalars, vectors, positions, batch, 3, torch.zeros(3, dtype=torch.float64))
-    torch.testing.assert_close(mu, neutral)
+    total = torch.tensor([1.0, 0.0, 3.0], dtype=torch.float64)
+    q = head.charges(scalars, batch, 3, total)
+    count = torch.zeros(3, dtype=torch.float64).index_add_(0, batch, torch.ones(7).double())
+    centre = torch.zeros(3, 3, dtype=torch.float64).index_add_(0, batch, positions) / count[:, None]
+    p = head.atomic_dipole(vectors.transpose(1, 2)).squeeze(-1)
+    expected = torch.zeros(3, 3, dtype=torch.float64).index_add_(
+        0, batch, q[:, None] * (positions - centre[batch]) + p
+    )
+    torch.testing.assert_close(mu, expected)
 
 
 def test_polarizability_is_symmetric_with_an_isotropic_part():

@@ -215,8 +215,7 @@ class Potential(nn.Module):
         shifts = torch.einsum("ei,eij->ej", batch.cell_shifts, cell[batch.batch[centre]])
         vectors = positions[neighbour] - positions[centre] + shifts  # [E, 3]
         species = self.species_of(batch.atomic_numbers)
-        pair_first = getattr(batch, "pair_first", None)
-        edge_pair = getattr(batch, "edge_pair", None)
+        pair_first, edge_pair = batch.pair_first, batch.edge_pair
         if pair_first is None or edge_pair is None:  # a batch made without the pairing
             pair_first, edge_pair = edge_pairs(batch.edge_index, batch.cell_shifts, len(species))
         geometry = Geometry(
@@ -230,11 +229,8 @@ class Potential(nn.Module):
         properties = {}
         for name, head in self.heads.items():
             if name == "dipole":
-                charge = getattr(batch, "total_charge", None)
-                if charge is None:
-                    charge = positions.new_zeros(num_graphs)
                 out["dipole"] = head(
-                    features.scalars, features.vectors, positions, batch.batch, num_graphs, charge
+                    features.scalars, features.vectors, positions, batch.batch, num_graphs
                 )
             elif name == "polarizability":
                 out["polarizability"] = head(

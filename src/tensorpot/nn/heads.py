@@ -66,16 +66,13 @@ class DipoleHead(nn.Module):
         return raw - excess[batch]
 
     def forward(
-        self,
-        scalars: Tensor,
-        vectors: Tensor,
-        positions: Tensor,
-        batch: Tensor,
-        num_graphs: int,
-        total_charge: Tensor,
+        self, scalars: Tensor, vectors: Tensor, positions: Tensor, batch: Tensor, num_graphs: int
     ) -> Tensor:
-        """``scalars [N, S]``, ``vectors [N, V, 3]``, ``positions [N, 3]`` -> ``mu [B, 3]``."""
-        q = self.charges(scalars, batch, num_graphs, total_charge)
+        """``scalars [N, S]``, ``vectors [N, V, 3]``, ``positions [N, 3]`` -> ``mu [B, 3]``.
+
+        The unshifted charges serve: shifting them to any total charge changes every atom's
+        charge in a structure by the same amount, which adds nothing about the centre."""
+        q = self.charge(scalars).squeeze(-1)  # [N]
         count = _per_structure(positions.new_ones(len(positions)), batch, num_graphs)
         centre = _per_structure(positions, batch, num_graphs) / count[:, None]  # [B, 3]
         p = self.atomic_dipole(vectors.transpose(1, 2)).squeeze(-1)  # [N, 3]
