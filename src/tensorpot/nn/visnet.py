@@ -1,0 +1,362 @@
+r"""The blocks of ViSNet (Wang et al., Nat. Commun. 2024) as the FreeCG code's backbone has them.
+
+FreeCG spec section 2. Per atom ``i`` a scalar feature ``x_i [F]`` and an equivariant feature
+``v_i [8, F]`` (components 0-2 degree 1, 3-7 degree 2, in the basis of
+:mod:`tensorpot.tensors.spherical`); per directed edge ``j -> i`` (``i`` the centre, ``j`` the
+neighbour, ``r_ij = x_j - x_i``) a scalar feature ``f_ij [F]``. Every atom has a self-loop edge
+(length 0, harmonics ``Y = 0``). All linear maps act on the channel axis ``F`` (the last), so
+the 8 components of ``v`` are mixed with one matrix and rotate together.
+
+- :func:`cosine_cutoff`, :class:`ExpNormalBasis`: ``f_c(d)`` and the radial basis ``phi(d)``;
+- :class:`NeighborEmbedding`, :class:`EdgeEmbedding`: the first ``x`` and ``f``;
+- :class:`VectorNorm`: the vector "layer norm" of spec 2.9;
+- :class:`ViSMP`: one message-passing layer (spec 2.5), with FreeCG's changes (spec 3.6) as
+  options: the attention enhancer and the group CG of abstract edges (:class:`GroupCG`);
+- :class:`GatedEquivariantBlock`, :class:`EquivariantScalar`: the energy readout (spec 2.7).
+
+Initialisation follows the official code: Xavier-uniform weights and zero biases, embedding
+tables N(0, 1), the CG weights Xavier-uniform over a ``[1, G, 4 E^3]`` tensor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from tensorpot.tensors.spherical import gaunt
+
+#: the couplings of degree 1 (odd) and 2 (even) features into degrees 1 and 2 that parity
+#: allows, in the order of e3nn's fully connected tensor product (FreeCG spec 3.3)
+SPARSE_PATHS = ((1, 1, 2), (1, 2, 1), (2, 1, 1), (2, 2, 2))
+_DEGREE = {1: slice(0, 3), 2: slice(3, 8)}
+
+
+def cosine_cutoff(d: Tensor, r_max: float) -> Tensor:
+    """``f_c(d) = (cos(pi d / r_max) + 1) / 2`` for ``d < r_max``, else 0."""
+    return 0.5 * (torch.cos(d * (math.pi / r_max)) + 1.0) * (d < r_max).to(d.dtype)
+
+
+def linear(fan_in: int, fan_out: int, bias: bool = True) -> nn.Linear:
+    """``nn.Linear`` initialised as the official code's: Xavier-uniform weight, zero bias."""
+    layer = nn.Linear(fan_in, fan_out, bias=bias)
+    nn.init.xavier_uniform_(layer.weight)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ExpNormalBasis(nn.Module):
+    r""":math:`\phi_k(d) = f_c(d)\exp(-\beta_k (e^{-\alpha d} - \mu_k)^2)`, ``alpha = 5 / r_max``,
+    ``mu_k`` evenly spaced on ``[exp(-r_max), 1]``, ``beta_k = (2 (1 - exp(-r_max)) / K)^-2``.
+
+    ``[E] -> [E, K]``; the centres and widths are buffers unless ``trainable``.
+    """
+
+    def __init__(self, r_max: float, num_basis: int = 32, trainable: bool = False):
+        super().__init__()
+        self.r_max = r_max
+        self.alpha = 5.0 / r_max
+        start = math.exp(-r_max)
+        means = torch.linspace(start, 1.0, num_basis)
+        betas = torch.full((num_basis,), (2.0 / num_basis * (1.0 - start)) ** -2)
+        if trainable:
+            self.means, self.betas = nn.Parameter(means), nn.Parameter(betas)
+        else:
+            self.register_buffer("means", means)
+            self.register_buffer("betas", betas)
+
+    def forward(self, d: Tensor) -> Tensor:
+        d = d.unsqueeze(-1)
+        gauss = torch.exp(-self.betas * (torch.exp(-self.alpha * d) - self.means) ** 2)
+        return cosine_cutoff(d, self.r_max) * gauss
+
+
+class NeighborEmbedding(nn.Module):
+    r"""``x_i = W_c [h_i, n_i] + b_c`` with
+    :math:`n_i = \sum_{j \ne i} E_b(z_j) \odot (W_\phi \phi(d_{ij}) + b_\phi) f_c(d_{ij})`
+    (spec 2.3): the atom's embedding ``h_i`` and a distance-weighted sum of its neighbours'
+    second embedding. Self-loops are left out of the sum by the caller."""
+
+    def __init__(self, num_species: int, num_channels: int, num_basis: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_species, num_channels)
+        self.distance_proj = linear(num_basis, num_channels)
+        self.combine = linear(2 * num_channels, num_channels)
+
+    def forward(
+        self, h: Tensor, species: Tensor, centre: Tensor, neighbour: Tensor, rbf: Tensor,
+        cutoff: Tensor,
+    ) -> Tensor:  # fmt: skip
+        """``h [N, F]``; ``centre``, ``neighbour``, ``rbf [E', K]``, ``cutoff [E']`` of the
+        edges without self-loops. Returns ``[N, F]``."""
+        weight = self.distance_proj(rbf) * cutoff.unsqueeze(-1)
+        messages = self.embedding(species)[neighbour] * weight
+        n = torch.zeros_like(h).index_add_(0, centre, messages)
+        return self.combine(torch.cat([h, n], dim=-1))
+
+
+class EdgeEmbedding(nn.Module):
+    """``f_ij = (x_i + x_j) * (W_e phi(d_ij) + b_e)`` for every edge (spec 2.4)."""
+
+    def __init__(self, num_basis: int, num_channels: int):
+        super().__init__()
+        self.edge_proj = linear(num_basis, num_channels)
+
+    def forward(self, x: Tensor, centre: Tensor, neighbour: Tensor, rbf: Tensor) -> Tensor:
+        return (x[centre] + x[neighbour]) * self.edge_proj(rbf)
+
+
+class VectorNorm(nn.Module):
+    """The vector "layer norm" of ViSNet (spec 2.9), on the degree-1 and degree-2 blocks apart.
+
+    ``"none"``: identity; ``"max_min"``: each channel's norm mapped to
+    ``relu((n - min n) / (max n - min n))`` over the channels of the atom, direction kept;
+    ``"rms"``: divided by the root mean square of the channel norms. Then a per-channel
+    weight (ones; trainable if asked). An all-zero input (of the whole batch) stays zero, as in
+    the official code.
+    """
+
+    eps = 1e-12
+
+    def __init__(self, num_channels: int, norm_type: str = "none", trainable: bool = False):
+        super().__init__()
+        self.norm_type = norm_type
+        weight = torch.ones(num_channels)
+        if trainable:
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
+
+    def _norm(self, v: Tensor) -> Tensor:
+        if self.norm_type == "none":
+            return v
+        dist = channel_norm(v, keepdim=True)  # [N, 1, F]
+        if bool((dist == 0).all()):
+            return torch.zeros_like(v)
+        dist = dist.clamp(min=self.eps)
+        if self.norm_type == "rms":
+            return v / torch.sqrt(torch.mean(dist**2, dim=-1, keepdim=True))
+        direction = v / dist
+        high, low = dist.amax(dim=-1, keepdim=True), dist.amin(dim=-1, keepdim=True)
+        delta = high - low
+        delta = torch.where(delta == 0, torch.ones_like(delta), delta)
+        return F.relu((dist - low) / delta) * direction
+
+    def forward(self, v: Tensor) -> Tensor:
+        """``v [N, 8, F]`` in and out."""
+        if self.norm_type != "none":
+            v = torch.cat([self._norm(v[:, _DEGREE[1]]), self._norm(v[:, _DEGREE[2]])], dim=1)
+        return v * self.weight
+
+
+def channel_norm(v: Tensor, keepdim: bool = False) -> Tensor:
+    """The norm of each channel of ``v [N, k, F]`` over its ``k`` components, with a zero (not
+    NaN) derivative of any order where it is zero: an atom without neighbours has ``v = 0``, and
+    training differentiates the forces once more."""
+    square = (v * v).sum(dim=1, keepdim=keepdim)
+    positive = square > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, square, 1.0)), 0.0)
+
+
+def vector_rejection(v: Tensor, y: Tensor) -> Tensor:
+    """``v - y (y . v)`` per channel, the dot over the 8 components (``y [E, 8]`` not
+    renormalised, as in the official code; spec 2.5 step 9)."""
+    return v - y.unsqueeze(-1) * (v * y.unsqueeze(-1)).sum(dim=1, keepdim=True)
+
+
+class GroupCG(nn.Module):
+    r"""FreeCG's group CG transform of abstract edges (spec 3.3).
+
+    The ``F = G E`` channels of two ``[N, 8, F]`` features are cut into ``G`` groups of ``E``
+    (channel ``c = g E + u``); inside each group every pair ``(u, v)`` of the first and the
+    second operand is coupled on the parity-allowed paths :data:`SPARSE_PATHS`:
+
+    .. math::
+
+        T^g_{w, l_3} = \alpha_{l_3} \sum_{(l_1, l_2 \to l_3)} \sum_{u, v} W^g_{p,u,v,w}
+        \, C^{l_1 l_2 l_3} \cdot (a^{g,u}_{l_1} \otimes b^{g,v}_{l_2}),
+        \qquad \alpha_{l_3} = \sqrt{(2 l_3 + 1) / (2 E^2)},
+
+    ``C`` the unit-norm Gaunt tensors (:func:`tensorpot.tensors.spherical.gaunt`), ``W`` the
+    ``G x 4 E^3`` weights, separate per group. This is e3nn's
+    ``FullyConnectedTensorProduct("Ex1o+Ex2e", "Ex1o+Ex2e", "Ex1o+Ex2e")`` applied per group with
+    per-group weights, and ``weight`` has its layout ``[1, G, path, u, v, w]``.
+    """
+
+    def __init__(self, num_groups: int, edges_per_group: int):
+        super().__init__()
+        self.groups, self.edges = num_groups, edges_per_group
+        e = edges_per_group
+        self.weight = nn.Parameter(torch.empty(1, num_groups, len(SPARSE_PATHS) * e**3))
+        nn.init.xavier_uniform_(self.weight)
+        for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
+            alpha = math.sqrt((2 * l3 + 1) / (2 * e * e))
+            self.register_buffer(f"cg{k}", gaunt(l1, l2, l3).float() * alpha, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        """Cast as ``nn.Module`` does, but rebuild the coefficients from float64."""
+        super()._apply(fn, recurse)
+        for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
+            buffer = getattr(self, f"cg{k}")
+            alpha = math.sqrt((2 * l3 + 1) / (2 * self.edges**2))
+            exact = gaunt(l1, l2, l3) * alpha
+            setattr(self, f"cg{k}", exact.to(device=buffer.device, dtype=buffer.dtype))
+        return self
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """``a, b [N, 8, F]`` -> ``[N, 8, F]``."""
+        n = a.shape[0]
+        g, e = self.groups, self.edges
+        a = a.reshape(n, 8, g, e)
+        b = b.reshape(n, 8, g, e)
+        w = self.weight.reshape(g, len(SPARSE_PATHS), e, e, e)
+        out = {1: None, 2: None}
+        for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
+            cg = getattr(self, f"cg{k}")
+            pair = torch.einsum("abc,nagu,nbgv->ncguv", cg, a[:, _DEGREE[l1]], b[:, _DEGREE[l2]])
+            term = torch.einsum("ncguv,guvw->ncgw", pair, w[:, k])
+            out[l3] = term if out[l3] is None else out[l3] + term
+        return torch.cat([out[1], out[2]], dim=1).reshape(n, 8, g * e)
+
+
+class ViSMP(nn.Module):
+    """One ViS-MP layer (spec 2.5), with FreeCG's changes (spec 3.6) when ``group_cg`` is given.
+
+    Returns the residual updates ``(dx [N, F], dv [N, 8, F], df [E, F] or None)``; the last
+    layer has no edge update.
+
+    Args:
+        num_channels: ``F``.
+        num_heads: ``H`` attention heads (``F`` divisible by ``H``).
+        r_max: cutoff of the attention's ``f_c``.
+        last: no edge update (and none of its weights).
+        vecnorm: the pre-norm of ``v`` (:class:`VectorNorm`).
+        enhancer: FreeCG's attention enhancer (spec 3.5): ``W_ae (sum_m v_jm Y_m) + b`` added to
+            the attention logits.
+        group_cg: FreeCG's CG of the abstract edges (spec 3.3) and its channel shift; None is
+            ViSNet's ``dv = C o1 + V``.
+        shuffle_shift: the channel shift of the CG output (spec 3.4).
+        smooth: multiply the vector messages by ``f_c(d_ij)``, so that energy and forces are
+            continuous when a neighbour crosses ``r_max`` (the official code does not: spec 3.9).
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_heads: int,
+        r_max: float,
+        last: bool = False,
+        vecnorm: VectorNorm | None = None,
+        enhancer: bool = False,
+        group_cg: GroupCG | None = None,
+        shuffle_shift: int = 0,
+        smooth: bool = True,
+    ):
+        super().__init__()
+        f = num_channels
+        if f % num_heads:
+            raise ValueError(f"num_channels ({f}) must be divisible by num_heads ({num_heads})")
+        self.channels, self.heads, self.r_max = f, num_heads, r_max
+        self.last, self.smooth, self.shuffle_shift = last, smooth, shuffle_shift
+        self.layernorm = nn.LayerNorm(f)
+        self.vec_layernorm = vecnorm if vecnorm is not None else VectorNorm(f)
+        self.vec_proj = linear(f, 3 * f, bias=False)
+        self.q_proj, self.k_proj, self.v_proj = linear(f, f), linear(f, f), linear(f, f)
+        self.dk_proj, self.dv_proj = linear(f, f), linear(f, f)
+        self.s_proj = linear(f, 2 * f)
+        self.o_proj = linear(f, 3 * f)
+        if not last:
+            self.f_proj = linear(f, f)
+            self.w_src_proj = linear(f, f, bias=False)
+            self.w_trg_proj = linear(f, f, bias=False)
+        self.enhancer = linear(f, num_heads) if enhancer else None
+        self.group_cg = group_cg
+
+    def forward(
+        self, x: Tensor, v: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor, d: Tensor,
+        y: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+        """``x [N, F]``, ``v [N, 8, F]``, ``f [E, F]``; edges ``centre``, ``neighbour`` [E],
+        lengths ``d [E]`` and harmonics ``y [E, 8]`` (zero on self-loops)."""
+        n, c, h = x.shape[0], self.channels, self.heads
+        x = self.layernorm(x)
+        v = self.vec_layernorm(v)
+        q = self.q_proj(x).reshape(n, h, -1)
+        k = self.k_proj(x).reshape(n, h, -1)
+        s = self.v_proj(x).reshape(n, h, -1)
+        dk = F.silu(self.dk_proj(f)).reshape(-1, h, c // h)
+        dv = F.silu(self.dv_proj(f)).reshape(-1, h, c // h)
+        v1, v2, v3 = torch.split(self.vec_proj(v), c, dim=-1)
+        vec_dot = (v1 * v2).sum(dim=1)  # [N, F], runtime geometry
+        cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
+
+        v_j = v[neighbour]  # [E, 8, F]
+        logits = (q[centre] * k[neighbour] * dk).sum(dim=-1)  # [E, H]
+        if self.enhancer is not None:
+            logits = logits + self.enhancer((v_j * y.unsqueeze(-1)).sum(dim=1))
+        attention = F.silu(logits) * cutoff
+        m = ((s[neighbour] * dv) * attention.unsqueeze(-1)).reshape(-1, c)  # [E, F]
+        s1, s2 = torch.split(F.silu(self.s_proj(m)), c, dim=-1)
+        mu = v_j * s1.unsqueeze(1) + y.unsqueeze(-1) * s2.unsqueeze(1)  # [E, 8, F]
+        if self.smooth:
+            mu = mu * cutoff.unsqueeze(-1)
+        messages = torch.zeros_like(x).index_add_(0, centre, m)
+        vectors = torch.zeros_like(v).index_add_(0, centre, mu)  # the abstract edges V_i
+
+        o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
+        dx = vec_dot * o2 + o3
+        own = v3 * o1.unsqueeze(1)
+        if self.group_cg is None:
+            dv = own + vectors
+        else:
+            dv = torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
+        if self.last:
+            return dx, dv, None
+        w1 = vector_rejection(self.w_trg_proj(v)[centre], y)
+        w2 = vector_rejection(self.w_src_proj(v)[neighbour], -y)
+        df = F.silu(self.f_proj(f)) * (w1 * w2).sum(dim=1)
+        return dx, dv, df
+
+
+class GatedEquivariantBlock(nn.Module):
+    """Gated equivariant block (Schütt et al. 2021; spec 2.7): ``(x [N, F_in], v [N, 8, F_in])
+    -> (x' [N, F_out], v' [N, 8, F_out])`` with ``[x', g] = MLP([x, |v W_1|])``, ``v' = g v W_2``
+    (the norm over all 8 components)."""
+
+    def __init__(self, fan_in: int, fan_out: int, scalar_activation: bool):
+        super().__init__()
+        self.fan_out = fan_out
+        self.vec1_proj = linear(fan_in, fan_in, bias=False)
+        self.vec2_proj = linear(fan_in, fan_out, bias=False)
+        self.update_net = nn.Sequential(
+            linear(2 * fan_in, fan_in), nn.SiLU(), linear(fan_in, 2 * fan_out)
+        )
+        self.scalar_activation = scalar_activation
+
+    def forward(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        norm = channel_norm(self.vec1_proj(v))
+        x, gate = torch.split(self.update_net(torch.cat([x, norm], dim=-1)), self.fan_out, dim=-1)
+        v = gate.unsqueeze(1) * self.vec2_proj(v)
+        return (F.silu(x) if self.scalar_activation else x), v
+
+
+class EquivariantScalar(nn.Module):
+    """The energy readout of the official code: two gated blocks ``F -> F/2 -> 1``; the site
+    energy ``[N]`` is the scalar output of the second."""
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [
+                GatedEquivariantBlock(num_channels, num_channels // 2, scalar_activation=True),
+                GatedEquivariantBlock(num_channels // 2, 1, scalar_activation=False),
+            ]
+        )
+
+    def forward(self, x: Tensor, v: Tensor) -> Tensor:
+        x, v = self.blocks[0](x, v)
+        x, _ = self.blocks[1](x, v)
+        return x[:, 0]

@@ -1,0 +1,110 @@
+"""ViSNet's blocks: the group CG against e3nn and its equivariance, the vector norm, the radial
+basis."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from tensorpot.nn.visnet import ExpNormalBasis, GroupCG, VectorNorm, channel_norm, cosine_cutoff
+from tests.conftest import random_rotation
+from tests.tensors.test_spherical import wigner_d
+
+
+def features(n: int, channels: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, channels, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["proper", "improper"])
+def test_group_cg_is_o3_equivariant(sign):
+    """GroupCG(D a, D b) = D GroupCG(a, b), rotations and reflections (degree 1 odd, 2 even)."""
+    cg = GroupCG(num_groups=3, edges_per_group=4).double()
+    with torch.no_grad():
+        cg.weight.normal_()
+    rotation = random_rotation(5)
+    d = wigner_d(rotation)
+    parity = torch.tensor([sign] * 3 + [1.0] * 5, dtype=torch.float64)
+    d = d * parity[:, None]
+    a, b = features(4, 12, 0), features(4, 12, 1)
+    moved = cg(torch.einsum("ij,njc->nic", d, a), torch.einsum("ij,njc->nic", d, b))
+    assert torch.allclose(moved, torch.einsum("ij,njc->nic", d, cg(a, b)), atol=1e-12)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("e3nn") is None, reason="e3nn not installed (dev extra)"
+)
+def test_group_cg_equals_e3nn_per_group():
+    """Each group is e3nn's FullyConnectedTensorProduct('Ex1o+Ex2e' x 2 -> 'Ex1o+Ex2e') with
+    that group's weights (FreeCG spec 3.3)."""
+    torch.serialization.add_safe_globals([slice])  # e3nn 0.4.4 under torch >= 2.6
+    from e3nn import o3
+
+    groups, e = 3, 4
+    cg = GroupCG(groups, e).double()
+    with torch.no_grad():
+        cg.weight.normal_()
+    irreps = f"{e}x1o + {e}x2e"
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn makes its coefficients in the default dtype
+    try:
+        tp = o3.FullyConnectedTensorProduct(irreps, irreps, irreps, shared_weights=False)
+    finally:
+        torch.set_default_dtype(previous)
+    a, b = features(5, groups * e, 2), features(5, groups * e, 3)
+
+    def pack(x):  # [N, 8, G E] -> [N, G, E*3 + E*5], e3nn's layout per group
+        x = x.reshape(5, 8, groups, e).permute(0, 2, 3, 1)
+        return torch.cat([x[..., :3].reshape(5, groups, -1), x[..., 3:].reshape(5, groups, -1)], -1)
+
+    expected = tp(pack(a), pack(b), cg.weight.expand(5, -1, -1))
+    assert torch.allclose(pack(cg(a, b)), expected, atol=1e-12)
+
+
+def test_group_cg_coefficients_follow_the_dtype():
+    cg = GroupCG(2, 8)
+    assert cg.cg0.dtype == torch.float32
+    exact = cg.double().cg0
+    assert exact.dtype == torch.float64
+    assert abs(float(exact.norm()) - math.sqrt(5 / 128)) < 1e-15  # alpha_2 for E = 8
+
+
+def test_channel_norm_has_finite_second_derivatives_at_zero():
+    v = torch.zeros(2, 8, 3, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(channel_norm(v).sum(), v, create_graph=True)
+    (second,) = torch.autograd.grad(grad.sum(), v)
+    assert torch.isfinite(grad).all() and torch.isfinite(second).all()
+    w = torch.randn(2, 8, 3, dtype=torch.float64)
+    assert torch.allclose(channel_norm(w), w.norm(dim=1))
+
+
+@pytest.mark.parametrize("kind", ["none", "max_min", "rms"])
+def test_vector_norm_is_equivariant(kind):
+    norm = VectorNorm(6, kind).double()
+    d = wigner_d(random_rotation(8))
+    v = features(3, 6, 4)
+    assert torch.allclose(
+        norm(torch.einsum("ij,njc->nic", d, v)), torch.einsum("ij,njc->nic", d, norm(v)), atol=1e-12
+    )
+
+
+def test_max_min_norm_maps_channel_norms_to_the_unit_interval():
+    n = VectorNorm(6, "max_min").double()(features(3, 6, 5))
+    for block in (slice(0, 3), slice(3, 8)):
+        norms = n[:, block].norm(dim=1)
+        assert torch.allclose(norms.amax(-1), torch.ones(3, dtype=torch.float64))
+        assert torch.allclose(norms.amin(-1), torch.zeros(3, dtype=torch.float64))
+
+
+def test_expnormal_basis_vanishes_smoothly_at_the_cutoff():
+    basis = ExpNormalBasis(5.0, 16).double()
+    d = torch.tensor([0.0, 2.5, 5.0 - 1e-7, 5.0, 6.0], dtype=torch.float64)
+    phi = basis(d)
+    assert phi.shape == (5, 16) and phi[0].abs().sum() > 0
+    assert phi[2].abs().max() < 1e-12 and torch.equal(
+        phi[3:], torch.zeros(2, 16, dtype=torch.float64)
+    )
+    assert float(cosine_cutoff(torch.tensor(0.0), 5.0)) == 1.0
