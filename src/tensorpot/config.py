@@ -13,7 +13,7 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from ase.data import chemical_symbols
@@ -51,6 +51,14 @@ class RunConfig(BaseModel):
     their loss weights (MACE's names); ``units`` names the labels' units in the error tables
     (``{"dipole": "D", "gap": "eV"}``; labels are never converted).
 
+    The optimiser is Adam (``optimizer: adamw``: AdamW, decoupled weight decay), with
+    ``amsgrad`` and ``weight_decay`` for either. ``lr_warmup_steps`` > 0 ramps the lr linearly
+    over the first optimiser steps of the run (the step count is checkpointed); the plateau
+    scheduler (``scheduler_patience``, ``lr_factor``, down to ``min_lr``) steps once per
+    validation as always. ``energy_loss_smoothing`` (the official FreeCG code's
+    ``loss_scale_y``) smooths the energy term of the loss over batches: see
+    :class:`~tensorpot.training.loss.EnergyLossSmoothing`. The defaults leave all three off.
+
     ``device`` must exist on this machine (checked here, so a run without CUDA stops before any
     data is read). A checkpoint is written every ``checkpoint_interval`` epochs, at the last
     epoch, after ``checkpoint_minutes`` of training since the previous one, and after the first
@@ -79,16 +87,38 @@ class RunConfig(BaseModel):
     valid_batch_size: int = Field(10, ge=1)
     max_num_epochs: int = Field(100, ge=1)
     lr: float = Field(0.01, gt=0.0)
+    optimizer: Literal["adam", "adamw"] = Field(
+        "adam",
+        description="'adam': torch.optim.Adam, weight decay added to the gradient (L2); 'adamw': "
+        "torch.optim.AdamW, decoupled weight decay. weight_decay (on the parameters the family's "
+        "WEIGHT_DECAY names) and amsgrad apply to both",
+    )
     weight_decay: float = Field(5e-7, ge=0.0)
     amsgrad: bool = True
+    lr_warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="linear warm-up: optimiser step k (from 0, counted over the whole run, "
+        "resumes included) uses lr * min(1, (k + 1) / lr_warmup_steps); 0: none",
+    )
     scheduler_patience: int = Field(50, ge=0)
     lr_factor: float = Field(0.8, gt=0.0, lt=1.0)
+    min_lr: float = Field(0.0, ge=0.0, description="the lowest lr ReduceLROnPlateau goes to")
     energy_weight: float = Field(1.0, ge=0.0)
     forces_weight: float = Field(100.0, ge=0.0)
     stress_weight: float = Field(1.0, ge=0.0)
     virials_weight: float = Field(1.0, ge=0.0)
     dipole_weight: float = Field(1.0, ge=0.0)
     polarizability_weight: float = Field(1.0, ge=0.0)
+    energy_loss_smoothing: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="a: the energy term of every batch's loss becomes a * L_E + (1 - a) * "
+        "(previous batch's smoothed L_E, detached), as FreeCG's loss_scale_y; one chain for "
+        "training and one for validation, each kept across epochs; the validation loss is then "
+        "the mean over batches. The energy MSE's gradient weight is energy_weight * a; null: off",
+    )
     property_weights: dict[str, float] = Field(default_factory=dict)
     units: dict[str, str] = Field(default_factory=dict)
     ema: bool = True

@@ -16,6 +16,9 @@ property summed over atoms (extensive) is divided by :math:`N_b`, one averaged o
 (intensive) is not. The total is :math:`\sum_t \lambda_t L_t` over the terms whose labels and
 predictions are present. Each term is kept as a sum and a count (:class:`TermSums`), so a data
 set split into batches gives exactly the data-set mean, whichever structures are labelled.
+
+:class:`EnergyLossSmoothing` replaces the energy term by a running average over batches, as the
+official FreeCG training code does (optional, off by default).
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ from torch import Tensor
 from tensorpot.data.batch import Targets
 from tensorpot.models.base import Predictions
 
-__all__ = ["LossWeights", "TermSums", "combine_terms", "loss_term_sums", "weighted_loss"]
+__all__ = [
+    "EnergyLossSmoothing",
+    "LossWeights",
+    "TermSums",
+    "combine_terms",
+    "loss_term_sums",
+    "weighted_loss",
+    "weighted_total",
+]
 
 TERMS = ("energy", "forces", "stress", "virials", "dipole", "polarizability")
 #: terms whose errors are divided by the structure's atom count
@@ -123,10 +134,14 @@ def combine_terms(
         term is present).
     """
     terms = {name: s.total / max(s.count, 1) for name, s in sums.items() if s.count > 0}
+    return weighted_total(terms, loss_weights), terms
+
+
+def weighted_total(terms: Mapping[str, Tensor], loss_weights: LossWeights) -> Tensor:
+    r""":math:`\sum_t \lambda_t L_t` over the terms given (zero when there is none)."""
     if not terms:
-        return torch.zeros(()), terms
-    total = sum(loss_weights.of(name) * value for name, value in terms.items())
-    return total, terms
+        return torch.zeros(())
+    return sum(loss_weights.of(name) * value for name, value in terms.items())
 
 
 def weighted_loss(
@@ -141,3 +156,57 @@ def weighted_loss(
     """MACE's weighted loss of one batch: ``(total, {term: mean})`` (see the module docs)."""
     sums = loss_term_sums(pred, targets, weights, num_atoms, batch, extensive)
     return combine_terms(sums, loss_weights)
+
+
+class EnergyLossSmoothing:
+    r"""The official FreeCG code's smoothing of the energy loss over batches (``loss_scale_y``).
+
+    With factor :math:`a`, batch :math:`t` of a chain is trained (or validated) on
+
+    .. math::
+
+        \tilde L_{E,t} = a L_{E,t} + (1 - a)\,\mathrm{stopgrad}(\tilde L_{E,t-1}), \quad
+        \tilde L_{E,-1} = \mathrm{stopgrad}(L_{E,0}),
+
+    in place of :math:`L_{E,t}` in the weighted total; the other terms are not smoothed. The
+    gradient of the energy MSE is thus weighted by :math:`\lambda_E a` (0.05 · 0.05 in the
+    released FreeCG recipe) while the loss value stays on the scale of :math:`L_E`. As in the
+    official code there is one chain for training and one for validation (``"train"``,
+    ``"valid"``), each started by its first batch and kept across epochs; a batch without an
+    energy term leaves its chain alone. The chain values go into checkpoints
+    (:meth:`state_dict`), so a resumed run continues them (the official code restarts them on
+    resume, and its validation chain starts in Lightning's two sanity-check batches before
+    training; neither is reproduced).
+    """
+
+    CHAINS = ("train", "valid")
+
+    def __init__(self, factor: float):
+        if not 0.0 < factor <= 1.0:
+            raise ValueError(f"the smoothing factor must be in (0, 1], got {factor}")
+        self.factor = float(factor)
+        self.previous: dict[str, Tensor | None] = dict.fromkeys(self.CHAINS)
+
+    def smooth(self, chain: str, terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``terms`` with the energy term replaced by its smoothed value; advances ``chain``."""
+        out = dict(terms)
+        energy = out.get("energy")
+        if energy is None:
+            return out
+        previous = self.previous[chain]
+        previous = energy.detach() if previous is None else previous.to(energy.device)
+        out["energy"] = self.factor * energy + (1.0 - self.factor) * previous
+        self.previous[chain] = out["energy"].detach()
+        return out
+
+    def total(self, chain: str, terms: Mapping[str, Tensor], loss_weights: LossWeights) -> Tensor:
+        """The weighted total of one batch's term means with the energy term smoothed."""
+        return weighted_total(self.smooth(chain, terms), loss_weights)
+
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """The chain values (CPU tensors, None for a chain not started)."""
+        return {k: None if v is None else v.cpu() for k, v in self.previous.items()}
+
+    def load_state_dict(self, state: Mapping[str, Tensor | None]) -> None:
+        """Continue the chains saved by :meth:`state_dict`."""
+        self.previous = {k: state.get(k) for k in self.CHAINS}

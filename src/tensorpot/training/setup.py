@@ -4,8 +4,9 @@
   seeded split, optional caps and test files, each turned into a :class:`GraphDataset`;
 - the model mapping: elements, E0s, average number of neighbours, scale and shift from the
   training set unless the ``model`` mapping gives them;
-- AMSGrad Adam with weight decay only on the parameters the family names
-  (``Potential.WEIGHT_DECAY``), ReduceLROnPlateau, EMA, and the stage-two switch;
+- Adam or AdamW (``optimizer``) with weight decay only on the parameters the family names
+  (``Potential.WEIGHT_DECAY``), the optional linear lr warm-up, ReduceLROnPlateau, EMA, the
+  optional energy-loss smoothing, and the stage-two switch;
 - the per-epoch CSV log, the optional TensorBoard writer, and the text log of a run
   (:func:`run_log`: ``train.log`` and stdout, for the duration of the run only).
 """
@@ -43,7 +44,7 @@ from tensorpot.errors import ConfigError, DataError
 from tensorpot.models import Potential
 from tensorpot.models.build import validate_model_config
 from tensorpot.training.ema import ExponentialMovingAverage
-from tensorpot.training.loss import LossWeights
+from tensorpot.training.loss import EnergyLossSmoothing, LossWeights
 
 logger = logging.getLogger("tensorpot.training")
 
@@ -240,7 +241,7 @@ def property_statistics(outputs: list, train: list[Configuration]) -> list:
 
 
 def parameter_groups(model: Potential, weight_decay: float) -> list[dict[str, Any]]:
-    """Adam parameter groups: ``decay`` (the parameters the family's ``WEIGHT_DECAY`` matches)
+    """Adam/AdamW parameter groups: ``decay`` (the parameters the family's ``WEIGHT_DECAY`` matches)
     and ``no_decay``."""
     pattern = re.compile(model.WEIGHT_DECAY) if model.WEIGHT_DECAY else None
     decay, other = [], []
@@ -255,13 +256,22 @@ def parameter_groups(model: Potential, weight_decay: float) -> list[dict[str, An
 
 
 def plateau_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> ReduceLROnPlateau:
-    """ReduceLROnPlateau on the validation loss with the run's factor and patience."""
-    return ReduceLROnPlateau(optimizer, factor=config.lr_factor, patience=config.scheduler_patience)
+    """ReduceLROnPlateau on the validation loss with the run's factor, patience and min_lr."""
+    return ReduceLROnPlateau(
+        optimizer,
+        factor=config.lr_factor,
+        patience=config.scheduler_patience,
+        min_lr=config.min_lr,
+    )
 
 
 @dataclass
 class TrainingState:
-    """Everything that changes during training and goes into a checkpoint."""
+    """Everything that changes during training and goes into a checkpoint.
+
+    ``step`` counts the optimiser steps of the run (the lr warm-up's clock);
+    ``energy_smoothing`` holds the chains of the smoothed energy loss (None: off).
+    """
 
     model: Potential
     optimizer: torch.optim.Optimizer
@@ -271,11 +281,27 @@ class TrainingState:
     epoch: int = 0
     best_valid_loss: float = math.inf
     stage_two: bool = False
+    step: int = 0
+    energy_smoothing: EnergyLossSmoothing | None = None
 
     @property
     def lr(self) -> float:
         """The current learning rate (of the first parameter group)."""
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def warm_up(self, config: RunConfig) -> None:
+        """Before optimiser step ``self.step``: during the warm-up, set the lr of every group to
+        lr * (step + 1) / lr_warmup_steps (lr of the current stage); afterwards leave it alone.
+
+        As in the official FreeCG code, the warm-up overrides the lr while it lasts, also a
+        reduction by the plateau scheduler in between; its last step sets the full lr.
+        """
+        if self.step >= config.lr_warmup_steps:
+            return
+        lr = config.stage_two_lr if self.stage_two else config.lr
+        scale = min(1.0, (self.step + 1) / config.lr_warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * scale
 
     def maybe_start_stage_two(self, epoch: int, config: RunConfig) -> None:
         """Before ``epoch``: switch to the stage-two weights and lr once it is time.
@@ -298,6 +324,10 @@ class TrainingState:
             "epoch": self.epoch,
             "best_valid_loss": float(self.best_valid_loss),
             "stage_two": self.stage_two,
+            "step": self.step,
+            "energy_smoothing": (
+                None if self.energy_smoothing is None else self.energy_smoothing.state_dict()
+            ),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "model_config": self.model.config.model_dump(mode="json"),
             "optimizer": self.optimizer.state_dict(),
@@ -315,16 +345,22 @@ class TrainingState:
         self.epoch = int(checkpoint["epoch"])
         self.best_valid_loss = float(checkpoint["best_valid_loss"])
         self.stage_two = bool(checkpoint["stage_two"])
+        self.step = int(checkpoint.get("step", 0))  # absent before lr_warmup_steps existed
+        if self.energy_smoothing is not None and checkpoint.get("energy_smoothing") is not None:
+            self.energy_smoothing.load_state_dict(checkpoint["energy_smoothing"])
 
 
 def make_state(model: Potential, config: RunConfig) -> TrainingState:
-    """A fresh training state: optimiser, scheduler and EMA for ``model``."""
-    optimizer = torch.optim.Adam(
-        parameter_groups(model, config.weight_decay), lr=config.lr, amsgrad=config.amsgrad
-    )
+    """A fresh training state: optimiser, scheduler, EMA and energy-loss smoothing for
+    ``model``."""
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    groups = parameter_groups(model, config.weight_decay)  # each group sets its weight decay
+    optimizer = kind(groups, lr=config.lr, amsgrad=config.amsgrad)
     scheduler = plateau_scheduler(optimizer, config)
     ema = ExponentialMovingAverage(model.parameters(), config.ema_decay) if config.ema else None
-    return TrainingState(model, optimizer, scheduler, ema, config)
+    factor = config.energy_loss_smoothing
+    smoothing = None if factor is None else EnergyLossSmoothing(factor)
+    return TrainingState(model, optimizer, scheduler, ema, config, energy_smoothing=smoothing)
 
 
 class History:

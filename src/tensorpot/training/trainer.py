@@ -2,7 +2,8 @@
 
 The run reads the data (:mod:`tensorpot.training.setup`), builds the model with statistics of
 the training set, and trains with AMSGrad Adam, ReduceLROnPlateau on the validation loss, an EMA
-of the weights and MACE's weighted loss (the papers' training protocol). Shuffling uses a
+of the weights and MACE's weighted loss (the papers' training protocol) by default; AdamW, a
+linear lr warm-up and FreeCG's smoothed energy loss are options of the run config. Shuffling uses a
 generator seeded from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed
 run reaches the same weights as an uninterrupted one. The best validation model (EMA weights) is
 saved as ``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch
@@ -44,7 +45,13 @@ from tensorpot.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from tensorpot.training.loss import TermSums, combine_terms, loss_term_sums, weighted_loss
+from tensorpot.training.loss import (
+    EnergyLossSmoothing,
+    TermSums,
+    combine_terms,
+    loss_term_sums,
+    weighted_loss,
+)
 from tensorpot.training.setup import (
     History,
     RunData,
@@ -339,7 +346,11 @@ def _predict(model: Potential, batch: GraphBatch, targets: Targets) -> Predictio
 def _train_epoch(
     state: TrainingState, dataset: GraphDataset, config: RunConfig, epoch: int, bar: tqdm
 ) -> float:
-    """One pass over the shuffled training set; returns the structure-weighted mean loss."""
+    """One pass over the shuffled training set; returns the structure-weighted mean loss.
+
+    The loss of a batch is the weighted loss, its energy term smoothed over the batches when
+    ``energy_loss_smoothing`` is set; the lr of each step follows the warm-up while it lasts.
+    """
     model = state.model
     model.train()
     generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
@@ -357,10 +368,14 @@ def _train_epoch(
             raise DataError(
                 f"a training batch has no label of the model's outputs {model.config.output_names}"
             )
+        if state.energy_smoothing is not None:
+            loss = state.energy_smoothing.total("train", terms, weights)
         loss.backward()
         if config.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        state.warm_up(config)
         state.optimizer.step()
+        state.step += 1
         if state.ema is not None:
             state.ema.update()
         total += float(loss.detach()) * batch.num_graphs
@@ -371,11 +386,23 @@ def _train_epoch(
 
 
 def evaluate(
-    model: Potential, dataset: GraphDataset, batch_size: int, config: RunConfig, stage_two: bool
+    model: Potential,
+    dataset: GraphDataset,
+    batch_size: int,
+    config: RunConfig,
+    stage_two: bool,
+    smoothing: EnergyLossSmoothing | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """Weighted loss (data-set mean) and the error table of ``model`` on ``dataset``."""
+    """Weighted loss and the error table of ``model`` on ``dataset``.
+
+    The loss is the data-set mean of the weighted loss; with ``smoothing`` (its ``"valid"``
+    chain, continued from the previous call) it is, as the official FreeCG code's val_loss,
+    the plain mean over batches of each batch's weighted loss with the energy term smoothed.
+    """
     model.eval()
+    weights = loss_weights(config, stage_two)
     sums: dict[str, TermSums] = {}
+    batch_losses: list[float] = []
     extensive = model.extensive_properties
     errors = ErrorAccumulator(extensive)
     for raw in iterate_batches(dataset, batch_size, dtype=model.dtype):
@@ -387,8 +414,13 @@ def evaluate(
         for name, term in terms.items():
             old = sums.get(name, TermSums(torch.zeros((), dtype=term.total.dtype), 0))
             sums[name] = TermSums(old.total + term.total.cpu(), old.count + term.count)
+        if smoothing is not None and terms:
+            means = combine_terms(terms, weights)[1]
+            batch_losses.append(float(smoothing.total("valid", means, weights)))
         errors.update(pred, targets, num_atoms)
-    loss, _ = combine_terms(sums, loss_weights(config, stage_two))
+    if smoothing is not None:
+        return sum(batch_losses) / max(len(batch_losses), 1), errors.table()
+    loss, _ = combine_terms(sums, weights)
     return float(loss), errors.table()
 
 
@@ -402,7 +434,14 @@ def _validate(
     """
     averaged = state.ema.average_parameters() if state.ema is not None else nullcontext()
     with averaged:
-        loss, table = evaluate(state.model, valid, config.valid_batch_size, config, state.stage_two)
+        loss, table = evaluate(
+            state.model,
+            valid,
+            config.valid_batch_size,
+            config,
+            state.stage_two,
+            state.energy_smoothing,
+        )
     if epoch % config.eval_interval == 0:  # a forced last-epoch validation leaves the lr alone
         state.scheduler.step(loss)
     improved = loss < state.best_valid_loss
