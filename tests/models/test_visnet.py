@@ -22,6 +22,7 @@ from tests.models.official import (
     official_freecg,
     official_predict,
     perturb,
+    reference_loader,
 )
 
 SMALL = {
@@ -241,3 +242,43 @@ def test_faithful_sets_the_official_flags():
         ).config.channel_shift
         == 24
     )
+
+
+def test_visnet_equals_pyg_visnet():
+    """ViSNet (``faithful: true``) against PyG's ``ViSNet`` (lmax 2, no vertex variant) with the
+    same randomised weights: the backbone without FreeCG's layer."""
+    pyg = pytest.importorskip("torch_geometric.nn.models.visnet")
+    loader = reference_loader("freecg")  # its radius graph stands in for torch_cluster's
+    sizes = {"num_channels": 32, "num_interactions": 3, "num_heads": 4, "num_radial_basis": 16}
+    with loader.default_dtype(torch.float64):
+        theirs = pyg.ViSNet(
+            lmax=2, num_heads=4, num_layers=3, hidden_channels=32, num_rbf=16, cutoff=5.0,
+            derivative=True,
+        ).double()  # fmt: skip
+
+    def radius_graph_distance(pos, batch):
+        edge_index = loader.radius_graph(pos, 5.0, batch, loop=True, max_num_neighbors=32)
+        edge_vec = pos[edge_index[0]] - pos[edge_index[1]]
+        mask = edge_index[0] != edge_index[1]
+        edge_weight = torch.zeros(edge_vec.shape[0], dtype=pos.dtype)
+        edge_weight[mask] = torch.norm(edge_vec[mask], dim=-1)
+        return edge_index, edge_weight, edge_vec
+
+    theirs.representation_model.distance.forward = radius_graph_distance
+    theirs.prior_model = None  # atom references of zero: left out, not randomised
+    perturb(theirs, seed=3)
+    zs = [1, 6, 7, 8]
+    ours = tensorpot.build_model(
+        {"model": "visnet", "faithful": True, "atomic_numbers": zs, "r_max": 5.0, **sizes}
+    )
+    copy_into(ours, theirs, zs)
+    structures = frames(ASPIRIN, 2) + frames(BPA, 1)
+    z = torch.cat([torch.as_tensor(a.numbers) for a in structures])
+    pos = torch.cat([torch.as_tensor(a.positions) for a in structures])
+    batch = torch.cat([torch.full((len(a),), k) for k, a in enumerate(structures)])
+    with loader.default_dtype(torch.float64):
+        e_ref, f_ref = theirs(z, pos.clone(), batch)
+    out = ModelContract.predict(ours.eval(), structures)
+    e_err = ((out.energy.detach() - e_ref.detach()[:, 0]).abs() / e_ref.detach()[:, 0].abs()).max()
+    f_err = (out.forces.detach() - f_ref.detach()).abs().max() / f_ref.abs().max()
+    assert float(e_err) < 1e-10 and float(f_err) < 1e-10, (float(e_err), float(f_err))

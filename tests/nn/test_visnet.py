@@ -108,3 +108,24 @@ def test_expnormal_basis_vanishes_smoothly_at_the_cutoff():
         phi[3:], torch.zeros(2, 16, dtype=torch.float64)
     )
     assert float(cosine_cutoff(torch.tensor(0.0), 5.0)) == 1.0
+
+
+def test_dihedral_rejections_cancel_with_the_unnormalised_harmonics():
+    """The official edge update's sum_m Rej(a, Y)_m Rej(b, -Y)_m (Rej(a, y) = a - y (y . a))
+    is the plain a . b: |Y|^2 = 2 on real edges, Y = 0 on self-loops (why ViSMP computes
+    the product alone)."""
+    from tensorpot.tensors.spherical import spherical_harmonics_12
+
+    g = torch.Generator().manual_seed(9)
+    unit = torch.nn.functional.normalize(
+        torch.randn(6, 3, generator=g, dtype=torch.float64), dim=-1
+    )
+    y = torch.cat([spherical_harmonics_12(unit), torch.zeros(1, 8, dtype=torch.float64)])
+    a, b = features(7, 5, 6), features(7, 5, 7)
+
+    def rej(v, y):
+        return v - y.unsqueeze(-1) * (v * y.unsqueeze(-1)).sum(dim=1, keepdim=True)
+
+    official = (rej(a, y) * rej(b, -y)).sum(dim=1)
+    assert torch.allclose(official, (a * b).sum(dim=1), atol=1e-13)
+    assert not torch.allclose(rej(a, y), a)  # each rejection alone does change its vector

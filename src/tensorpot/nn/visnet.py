@@ -93,7 +93,7 @@ class NeighborEmbedding(nn.Module):
         """``h [N, F]``; ``centre``, ``neighbour``, ``rbf [E', K]``, ``cutoff [E']`` of the
         edges without self-loops. Returns ``[N, F]``."""
         weight = self.distance_proj(rbf) * cutoff.unsqueeze(-1)
-        messages = self.embedding(species)[neighbour] * weight
+        messages = self.embedding(species).index_select(0, neighbour) * weight
         n = torch.zeros_like(h).index_add_(0, centre, messages)
         return self.combine(torch.cat([h, n], dim=-1))
 
@@ -106,7 +106,7 @@ class EdgeEmbedding(nn.Module):
         self.edge_proj = linear(num_basis, num_channels)
 
     def forward(self, x: Tensor, centre: Tensor, neighbour: Tensor, rbf: Tensor) -> Tensor:
-        return (x[centre] + x[neighbour]) * self.edge_proj(rbf)
+        return (x.index_select(0, centre) + x.index_select(0, neighbour)) * self.edge_proj(rbf)
 
 
 class VectorNorm(nn.Module):
@@ -159,12 +159,6 @@ def channel_norm(v: Tensor, keepdim: bool = False) -> Tensor:
     square = (v * v).sum(dim=1, keepdim=keepdim)
     positive = square > 0
     return torch.where(positive, torch.sqrt(torch.where(positive, square, 1.0)), 0.0)
-
-
-def vector_rejection(v: Tensor, y: Tensor) -> Tensor:
-    """``v - y (y . v)`` per channel, the dot over the 8 components (``y [E, 8]`` not
-    renormalised, as in the official code; spec 2.5 step 9)."""
-    return v - y.unsqueeze(-1) * (v * y.unsqueeze(-1)).sum(dim=1, keepdim=True)
 
 
 class GroupCG(nn.Module):
@@ -293,18 +287,20 @@ class ViSMP(nn.Module):
         vec_dot = (v1 * v2).sum(dim=1)  # [N, F], runtime geometry
         cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
 
-        v_j = v[neighbour]  # [E, 8, F]
-        logits = (q[centre] * k[neighbour] * dk).sum(dim=-1)  # [E, H]
-        if self.enhancer is not None:
-            logits = logits + self.enhancer((v_j * y.unsqueeze(-1)).sum(dim=1))
-        attention = F.silu(logits) * cutoff
-        m = ((s[neighbour] * dv) * attention.unsqueeze(-1)).reshape(-1, c)  # [E, F]
+        # index_select, not v[index]: its backward is an index_add, not a sorting index_put
+        v_j = v.index_select(0, neighbour)  # [E, 8, F]
+        logits = (q.index_select(0, centre) * k.index_select(0, neighbour) * dk).sum(dim=-1)
+        if self.enhancer is not None:  # sum_m v_jm Y_m as a batched product, [E, F]
+            logits = logits + self.enhancer(torch.bmm(y.unsqueeze(1), v_j).squeeze(1))
+        attention = F.silu(logits) * cutoff  # [E, H]
+        m = (s.index_select(0, neighbour) * dv * attention.unsqueeze(-1)).reshape(-1, c)
         s1, s2 = torch.split(F.silu(self.s_proj(m)), c, dim=-1)
-        mu = v_j * s1.unsqueeze(1) + y.unsqueeze(-1) * s2.unsqueeze(1)  # [E, 8, F]
-        if self.smooth:
-            mu = mu * cutoff.unsqueeze(-1)
+        if self.smooth:  # mu f_c, applied to the [E, F] gates rather than to mu [E, 8, F]
+            s1, s2 = s1 * cutoff, s2 * cutoff
         messages = torch.zeros_like(x).index_add_(0, centre, m)
-        vectors = torch.zeros_like(v).index_add_(0, centre, mu)  # the abstract edges V_i
+        # the abstract edges V_i = sum_j mu_ij, mu_ij = v_j s1 + Y s2
+        vectors = torch.zeros_like(v).index_add_(0, centre, v_j * s1.unsqueeze(1))
+        vectors = vectors.index_add(0, centre, y.unsqueeze(-1) * s2.unsqueeze(1))
 
         o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
         dx = vec_dot * o2 + o3
@@ -315,9 +311,12 @@ class ViSMP(nn.Module):
             dv = torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
         if self.last:
             return dx, dv, None
-        w1 = vector_rejection(self.w_trg_proj(v)[centre], y)
-        w2 = vector_rejection(self.w_src_proj(v)[neighbour], -y)
-        df = F.silu(self.f_proj(f)) * (w1 * w2).sum(dim=1)
+        # The dihedral term sum_m Rej(a_i, Y)_m Rej(b_j, -Y)_m equals a_i . b_j + (|Y|^2 - 2)
+        # (Y . a_i)(Y . b_j), and |Y|^2 = 2 (real edges) or Y = 0 (self-loops): the rejections
+        # cancel, in the official code too, and the term is the plain product.
+        a_i = self.w_trg_proj(v).index_select(0, centre)
+        b_j = self.w_src_proj(v).index_select(0, neighbour)
+        df = F.silu(self.f_proj(f)) * (a_i * b_j).sum(dim=1)
         return dx, dv, df
 
 
