@@ -22,34 +22,35 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+from pathlib import Path
 
 import torch
 
-import common
 import tensorpot.nn.interaction as interaction
 import tensorpot.nn.product_basis as product_basis
-from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.benchmarking.adapters import Mace, Size, TensorPot, ictp_config
+from tensorpot.benchmarking.harness import Workload, cases_of, load_frames, time_cases
+from tensorpot.benchmarking.harness import time_interleaved as timed
 from tensorpot.data.pairs import edge_pairs
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "3bpa" / "test_300K_first200.xyz"
 
 
 def ms(seconds: float) -> str:
     return f"{1e3 * seconds:.2f}"
 
 
-def whole_calls(args) -> None:
+def ictp(args) -> TensorPot:
+    return TensorPot(ictp_config(Size(8, args.L, args.L, args.correlation)), "ICTP")
+
+
+def whole_calls(args, frames) -> None:
     for batch in (1, args.batch):
-        frames = common.load_frames(batch)
-        calls = {
-            "ICTP": common.ictp_call(common.ictp_model(8, args.L, args.correlation, args.L), frames)
-        }
-        if common.mace_available() and args.L > 0:
-            calls["MACE"] = common.mace_call(
-                common.build_mace(8, args.L, args.correlation, args.L), frames
-            )
-        t = common.time_interleaved(calls, args.repeats)
+        models = [ictp(args)] + ([Mace(Size(8, args.L, args.L, args.correlation))] * (args.L > 0))
+        results = time_cases(cases_of(models, [Workload("3bpa", frames[:batch])]), args.repeats)
         print(
             f"| whole call E + F, batch {batch} | "
-            + "; ".join(f"{k} {ms(v)}" for k, v in t.items())
+            + "; ".join(f"{r.case.name} {ms(r.seconds)}" for r in results if r.seconds)
             + " |"
         )
 
@@ -61,7 +62,7 @@ def forces_share(model, batch, repeats: int) -> None:
     def with_forces():
         return model(batch, compute_forces=True).forces
 
-    t = common.time_interleaved({"E": forward, "E + F": with_forces}, repeats)
+    t = timed({"E": forward, "E + F": with_forces}, repeats)
     print(f"| ICTP forward only; with forces | E {ms(t['E'])}; E + F {ms(t['E + F'])} |")
 
 
@@ -83,7 +84,7 @@ def radial_mlps(model, batch, repeats: int) -> None:
                     return torch.autograd.grad(out, r, torch.ones_like(out))[0]
 
                 calls[f"layer {k} {kind}"] = run
-        t = common.time_interleaved(calls, repeats)
+        t = timed(calls, repeats)
         print(
             f"| radial MLP fwd + bwd, {rows} {label}, frozen weights (CPU kernel); trainable "
             "(PyTorch) | " + "; ".join(f"{k} {ms(v)}" for k, v in t.items()) + " |"
@@ -116,7 +117,7 @@ def product_steps(model, num_nodes: int, max_rank: int, repeats: int) -> None:
                 return torch.autograd.grad(sum((o * o).sum() for o in out), a)
 
             calls["dense" if dense else "block-sparse"] = run
-        t = common.time_interleaved(calls, repeats)
+        t = timed(calls, repeats)
         chosen = ["dense" if d else "block-sparse" for d in basis.dense]
         print(
             f"| product basis layer {k} fwd + bwd (steps chosen: {', '.join(chosen) or 'none'}) | "
@@ -139,8 +140,10 @@ def with_kernel(flag: str, fn):
     return run
 
 
-def convolutions(model, frames, repeats: int) -> None:
-    call = common.ictp_call(model, frames)
+def convolutions(model, batch, repeats: int) -> None:
+    def call():
+        return model(batch, compute_forces=True).forces
+
     captured = []  # the arguments of every convolution of one call
     original = interaction.convolution
 
@@ -162,9 +165,7 @@ def convolutions(model, frames, repeats: int) -> None:
             torch.autograd.grad(out, inputs, [torch.ones_like(o) for o in out])
 
     for label, fn in [("convolution of both layers alone", alone), ("whole call E + F", call)]:
-        t = common.time_interleaved(
-            {"kernel": with_kernel("1", fn), "operations": with_kernel("0", fn)}, repeats
-        )
+        t = timed({"kernel": with_kernel("1", fn), "operations": with_kernel("0", fn)}, repeats)
         print(f"| {label}: CPU kernel; PyTorch operations | {ms(t['kernel'])}; "
               f"{ms(t['operations'])} |")  # fmt: skip
 
@@ -178,20 +179,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = common.ictp_model(8, args.L, args.correlation, args.L).requires_grad_(False)
-    frames = common.load_frames(args.batch)
-    batch = collate([atoms_to_graph(a, model.r_max) for a in frames], dtype=model.dtype)
+    frames = load_frames(DATA, args.batch)
+    workload = Workload("3bpa", frames)
+    model = ictp(args).build(workload).eval().requires_grad_(False)
+    batch = ictp(args).batch(model, workload)
     print(
         f"L={args.L}, nu={args.correlation}, 8 channels, batch {args.batch} "
         f"({batch.positions.shape[0]} atoms, {batch.edge_index.shape[1]} edges), "
         f"float64, {args.threads} threads, ms, median of {args.repeats} interleaved\n"
     )
     print("| piece | ms |\n|---|---|")
-    whole_calls(args)
+    whole_calls(args, frames)
     forces_share(model, batch, args.repeats)
     radial_mlps(model, batch, args.repeats)
     product_steps(model, batch.positions.shape[0], args.L, args.repeats)
-    convolutions(model, frames, args.repeats)
+    convolutions(model, batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,11 @@ from pathlib import Path
 import ase.io
 import numpy as np
 
-EPOCH_LINE = re.compile(r"Epoch (\d+): head: \S+, loss=")
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+from mace_tensorial import error_table, hidden_irreps, parse_log, thread_env
 
 
 def one_thread_env() -> dict[str, str]:
-    return {**os.environ, **ONE_THREAD}
+    return thread_env(1)
 
 
 def executable(name: str) -> str:
@@ -70,8 +69,7 @@ class MaceSettings:
     @property
     def hidden_irreps(self) -> str:
         """``Cx0e+Cx1o+Cx2e`` for max_L 2: C channels of every rank up to max_L."""
-        parity = {0: "e", 1: "o"}
-        return "+".join(f"{self.channels}x{L}{parity[L % 2]}" for L in range(self.max_L + 1))
+        return hidden_irreps(self.channels, self.max_L)
 
     def e0s_text(self) -> str:
         return "{" + ", ".join(f"{z}: {e!r}" for z, e in sorted(self.e0s.items())) + "}"
@@ -163,13 +161,8 @@ class MaceRun:
         """``(epoch, seconds since launch)`` of every validation line so far (0-based epochs)."""
         if not self.stdout_path.exists():
             return []
-        found = []
-        for line in self.stdout_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            match = EPOCH_LINE.search(line)
-            if match:
-                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
-                found.append((int(match.group(1)), stamp + float(line[20:23]) / 1e3))
-        return [(epoch, stamp - self.launch) for epoch, stamp in found]
+        text = self.stdout_path.read_text(encoding="utf-8", errors="replace")
+        return [(epoch, t - self.launch) for epoch, t in parse_log(text) if epoch is not None]
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -236,25 +229,11 @@ class MaceRun:
         text = out_path.read_text(encoding="utf-8", errors="replace")
         if f"Loaded Stage one model from epoch {epoch}" not in text:
             raise RuntimeError(f"MACE did not reload the epoch-{epoch} checkpoint: {out_path}")
-        if EPOCH_LINE.search(text):
+        if any(epoch is not None for epoch, _ in parse_log(text)):
             raise RuntimeError(f"the export rerun trained further epochs: {out_path}")
         if not self.model_path.exists():
             raise RuntimeError(f"MACE wrote no {self.model_path}: see {out_path}")
-        return epoch, _error_table(text)
-
-
-def _error_table(text: str) -> str:
-    """The table MACE logs after 'Error-table on TRAIN and VALID:'."""
-    lines = text.splitlines()
-    for k, line in enumerate(lines):
-        if "Error-table on TRAIN and VALID" in line:
-            table = []
-            for row in lines[k + 1 :]:
-                if not row.startswith(("+", "|")):
-                    break
-                table.append(row)
-            return "\n".join(table)
-    return ""
+        return epoch, error_table(text)
 
 
 def predict(model: Path, configs: Path, output: Path) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -49,7 +49,8 @@ Other points of MACE 0.3.16 that matter here:
 * e3nn 0.4.4 loads its constants with ``torch.load``, which under torch 2.13 fails unless
   ``slice`` is a safe global or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set; ``import mace``
   sets that variable for the whole process, so import ``mace`` before ``e3nn``
-  (:func:`import_mace` does, and puts the variable back afterwards).
+  (``tensorpot.benchmarking.adapters.import_mace`` does, and puts the variable back
+  afterwards).
 
 Cost (2-core shared CPU, float64, batch 5, 2 threads, 32 channels, max_L 2, correlation 3):
 ``AtomicDielectricMACE`` trains 135 frames in 9 s per epoch on a quiet machine, a full epoch
@@ -61,7 +62,6 @@ of train.xyz (1513 frames, 10 % validation) took 352 s under a load of ~3;
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -69,13 +69,14 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import ase
 import ase.io
 import numpy as np
+
+from tensorpot.benchmarking.adapters import NO_WEIGHTS_ONLY, import_mace  # noqa: F401
 
 KINDS = {
     "EnergyDipolesMACE": {
@@ -100,7 +101,11 @@ DEFAULT_SIZE = {
 }
 LOG_LINE = re.compile(r"(Initial|Epoch (\d+)): head: \S+, loss=")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """This process's environment with ``threads`` threads for every math library."""
+    return {**os.environ, **dict.fromkeys(THREAD_VARS, str(threads))}
 
 
 def hidden_irreps(num_channels: int, max_L: int) -> str:
@@ -381,7 +386,7 @@ def train_mace(
         ema=ema,
         extra=extra_args,
     )
-    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(threads))}
+    env = thread_env(threads)
     command = [sys.executable, "-m", "mace.cli.run_train", *args]
     if nice:
         command = ["nice", "-n", str(nice), *command]
@@ -427,25 +432,6 @@ def train_mace(
 
 # --------------------------------------------------------------------------------------------
 # evaluation
-
-
-def import_mace() -> None:
-    """Import ``mace`` (and with it e3nn) without its side effect on this process.
-
-    ``import mace`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which makes every later
-    ``torch.load`` of the process unpickle arbitrary objects; e3nn 0.4.4 needs it (or ``slice``
-    as a safe global) while it loads its constants on import. The variable is put back as it
-    was once both are imported.
-    """
-    before = os.environ.get(NO_WEIGHTS_ONLY)
-    with warnings.catch_warnings():  # e3nn's torch.load warns about the variable
-        warnings.simplefilter("ignore", UserWarning)
-        for name in ("mace", "e3nn.o3"):  # in this order (an import sorter would swap them)
-            importlib.import_module(name)
-    if before is None:
-        os.environ.pop(NO_WEIGHTS_ONLY, None)
-    else:
-        os.environ[NO_WEIGHTS_ONLY] = before
 
 
 def load_model(model_path: str | Path):

@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-import common
+from tensorpot.benchmarking.harness import time_interleaved
 from tensorpot.nn.tensor_product import NodeTensorProduct
 from tensorpot.tensors import from_compressed, ict_product, product_paths
 
@@ -59,7 +59,7 @@ def measure(max_rank: int, nodes: int, channels: int, repeats: int) -> tuple[dic
         return go
 
     calls = {"full": backward(run_full, full), "compressed": backward(run_compressed, compressed)}
-    times = common.time_interleaved(calls, repeats)
+    times = time_interleaved(calls, repeats)
     return times, saved_bytes(run_full) / 2**20, saved_bytes(run_compressed) / 2**20
 
 

@@ -10,12 +10,13 @@ largest |E' - E| / |E| and max |F' - R F| / max |F| over the grid.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import common
 import tensorpot
+from tensorpot.benchmarking.harness import load_frames
 from tensorpot.data.atoms import atoms_to_graph, collate
 
 
@@ -26,7 +27,9 @@ def energy_forces(model, atoms):
 
 def main() -> None:
     torch.set_num_threads(2)
-    atoms = common.load_frames(1)[0]
+    atoms = load_frames(Path(__file__).parents[1] / "data" / "3bpa" / "test_300K_first200.xyz", 1)[
+        0
+    ]
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     transform = -q if np.linalg.det(q) > 0 else q  # an improper rotation: rotation + reflection

@@ -5,14 +5,14 @@ Both models: 2 interactions, r_max 5 Å, ``channels`` channels, hidden ranks <= 
 ranks <= max_ell, correlation nu, float64, untrained (speed does not depend on the weights).
 Times are medians over repeats interleaved in one process (ICTP, MACE, ICTP, MACE, ...), so
 only the ratios of one run mean much on a shared machine. Peak memory is the resident-set
-high-water mark (``common.reset_peak_rss`` before the call, ``common.peak_rss_mib`` after),
-measured for each model in its own fresh process.
+high-water mark (``tensorpot.benchmarking.harness.peak_memory``: reset before the call, read
+after), measured for each model in its own fresh process.
 
 ``--workload train``: one training step on a batch of 3BPA frames (forward, forces with
 ``create_graph=True``, loss ``mean((dE/N)^2) + 10 mean(dF^2)``, backward to the parameters; no
 optimiser step, so the weights and every repeat stay the same) and the inference step
-(energy + forces) of the same models; FlashCart (``common.build_flashcart``) beside them when
-installed.
+(energy + forces) of the same models; FlashCart (``tensorpot.benchmarking.adapters.FlashCart``)
+beside them when installed.
 
 ``--workload md``: one ``VelocityVerlet`` step (0.5 fs) of one 3BPA molecule through
 ``TensorPotCalculator`` and ``MACECalculator`` (and ``FlashCartCalculator`` when installed);
@@ -55,12 +55,10 @@ times slower and much noisier than one.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -71,147 +69,31 @@ import torch
 from ase import Atoms, units
 from ase.build import bulk
 
-import common
-from tensorpot.allocator import retain_freed_memory
+from tensorpot.benchmarking import harness
+from tensorpot.benchmarking.adapters import (
+    FlashCart,
+    Mace,
+    TensorPot,
+    add_size_arguments,
+    ictp_config,
+    size_of,
+)
+from tensorpot.benchmarking.harness import Case, Workload
 from tensorpot.calculators import ase as calculator_module
 from tensorpot.calculators.ase import TensorPotCalculator
-from tensorpot.data.atoms import atoms_to_graph, collate
+from tensorpot.data.atoms import atoms_to_graph
 
+DATA = Path(__file__).resolve().parents[1] / "data" / "3bpa" / "test_300K_first200.xyz"
 ICTP = "tensorpot ICTP"
 MACE = "MACE"
 FLASHCART = "FlashCart"
-CU = [29]
 GB24_MIB = 24e9 / 2**20  # 24 GB (decimal) in MiB
-FORCE_WEIGHT = 10.0
 
 
-# ----------------------------------------------------------------------------- models, batches
-
-
-def ictp(args, elements: list[int]):
-    return common.ictp_model(
-        args.channels, args.max_L, args.correlation, args.max_ell, atomic_numbers=elements
-    )
-
-
-def mace(args, elements: list[int]):
-    """ScaleShiftMACE as in ``common.build_mace``, for any list of elements (float64)."""
-    import mace as _mace  # noqa: F401  (must come before e3nn)
-    from e3nn import o3
-    from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
-
-    channels = args.channels
-    hidden = "+".join(f"{channels}x{r}{'e' if r % 2 == 0 else 'o'}" for r in range(args.max_L + 1))
-    model = ScaleShiftMACE(
-        r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=args.max_ell,
-        interaction_cls=RealAgnosticResidualInteractionBlock,
-        interaction_cls_first=RealAgnosticResidualInteractionBlock,
-        num_interactions=2, num_elements=len(elements), hidden_irreps=o3.Irreps(hidden),
-        MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.zeros(len(elements)),
-        avg_num_neighbors=15.0, atomic_numbers=elements, correlation=args.correlation,
-        gate=torch.nn.functional.silu, atomic_inter_scale=1.0, atomic_inter_shift=0.0,
-    )  # fmt: skip
-    return model.to(torch.float64).eval()
-
-
-def flashcart(args, elements: list[int]):
-    """FlashCart as in ``common.build_flashcart``, for any list of elements (float64)."""
-    return common.build_flashcart(
-        args.channels, args.max_L, args.correlation, args.max_ell, atomic_numbers=elements
-    )
-
-
-def ictp_batch(frames: list[Atoms], r_max: float = 5.0):
-    return collate([atoms_to_graph(a, r_max) for a in frames], dtype=torch.float64)
-
-
-def mace_batch(frames: list[Atoms], elements: list[int]) -> dict:
-    """MACE's batch dict of ``frames`` (its own neighbour list), floats cast to float64."""
-    from mace import data as mace_data
-    from mace.tools import AtomicNumberTable, torch_geometric
-
-    table = AtomicNumberTable(elements)
-    data = [
-        mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=table, cutoff=5.0)
-        for a in frames
-    ]
-    batch = next(iter(torch_geometric.dataloader.DataLoader(data, batch_size=len(data))))
-    return {
-        k: (v.to(torch.float64) if torch.is_tensor(v) and v.is_floating_point() else v)
-        for k, v in batch.to_dict().items()
-    }
-
-
-def _clear_input_grads(tensors) -> None:
-    for t in tensors:
-        if torch.is_tensor(t) and t.grad is not None:
-            t.grad = None
-
-
-def _reference(frames: list[Atoms]):
-    energy = torch.tensor([a.get_potential_energy() for a in frames], dtype=torch.float64)
-    forces = torch.cat([torch.as_tensor(a.get_forces(), dtype=torch.float64) for a in frames])
-    atoms = torch.tensor([len(a) for a in frames], dtype=torch.float64)
-    return energy, forces, atoms
-
-
-def _loss(energy: torch.Tensor, forces: torch.Tensor, reference) -> torch.Tensor:
-    e_ref, f_ref, atoms = reference
-    return (((energy - e_ref) / atoms) ** 2).mean() + FORCE_WEIGHT * ((forces - f_ref) ** 2).mean()
-
-
-def ictp_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
-    """ICTP in train mode: ``model(batch)`` takes forces with ``create_graph=True``."""
-    model = ictp(args, common.ELEMENTS).train()
-    batch = ictp_batch(frames)
-    reference = _reference(frames)
-
-    def run():
-        model.zero_grad(set_to_none=True)
-        _clear_input_grads(batch)
-        out = model(batch, compute_forces=True)
-        loss = _loss(out.energy, out.forces, reference)
-        loss.backward()
-        return loss.detach()
-
-    run.model = model
-    return run
-
-
-def mace_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
-    """MACE: ``model(batch, training=True, compute_force=True)`` then ``loss.backward()``."""
-    model = mace(args, common.ELEMENTS).train()
-    batch = mace_batch(frames, common.ELEMENTS)
-    reference = _reference(frames)
-
-    def run():
-        model.zero_grad(set_to_none=True)
-        _clear_input_grads(batch.values())
-        out = model(batch, training=True, compute_force=True)
-        loss = _loss(out["energy"], out["forces"], reference)
-        loss.backward()
-        return loss.detach()
-
-    run.model = model
-    return run
-
-
-def flashcart_train_step(args, frames: list[Atoms]) -> Callable[[], torch.Tensor]:
-    """FlashCart: ``model.predict(batch, compute_forces=True, create_graph=True)`` then
-    ``loss.backward()``."""
-    model = flashcart(args, common.ELEMENTS).train()
-    batch = common.flashcart_batch(model, frames)
-    reference = _reference(frames)
-
-    def run():
-        model.zero_grad(set_to_none=True)
-        out = model.predict(batch, compute_forces=True, create_graph=True)
-        loss = _loss(out["energy"], out["forces"], reference)
-        loss.backward()
-        return loss.detach()
-
-    run.model = model
-    return run
+def models(args) -> list:
+    """ICTP, MACE and FlashCart of the size of ``args``, tensorpot first."""
+    size = size_of(args)
+    return [TensorPot(ictp_config(size), ICTP), Mace(size), FlashCart(size)]
 
 
 def fcc_atoms(n: int) -> Atoms:
@@ -220,157 +102,74 @@ def fcc_atoms(n: int) -> Atoms:
     return atoms
 
 
-def ictp_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
-    model = ictp(args, CU).requires_grad_(False)  # frozen for inference, as in the calculators
-    batch = ictp_batch([atoms], model.r_max)
-
-    def run():
-        out = model(batch, compute_forces=True, compute_stress=True)
-        return out.stress
-
-    return run
+def fcc_workload(n: int) -> Workload:
+    return Workload(f"fcc n={n}", [fcc_atoms(n)], task="stress")
 
 
-def mace_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
-    model = mace(args, CU).requires_grad_(False)
-    batch = mace_batch([atoms], CU)
-
-    def run():
-        return model(batch, compute_force=True, compute_stress=True)["stress"]
-
-    return run
+def bare_call(adapter, model, workload: Workload) -> Callable:
+    """``adapter``'s call of an existing ``model`` (frozen) on its batch of ``workload``."""
+    model.requires_grad_(False)
+    batch = adapter.batch(model, workload)
+    return lambda: adapter.call(model, batch, workload)
 
 
-def flashcart_fcc_call(args, atoms: Atoms) -> Callable[[], torch.Tensor]:
-    model = flashcart(args, CU).requires_grad_(False)
-    batch = common.flashcart_batch(model, [atoms])
-
-    def run():
-        return model.predict(batch, compute_forces=True, compute_stress=True)["stress"]
-
-    return run
-
-
-def make_case(args, case: str) -> Callable:
-    """The callable of one named case (used by the memory child)."""
-    if case.startswith("fcc-"):
-        atoms = fcc_atoms(args.n)
-        fcc = {"fcc-ictp": ictp_fcc_call, "fcc-mace": mace_fcc_call}
-        fcc["fcc-flashcart"] = flashcart_fcc_call
-        if case not in fcc:
-            raise ValueError(f"unknown case {case}")
-        return fcc[case](args, atoms)
-    frames = common.load_frames(args.batch)
-    if case == "train-ictp":
-        return ictp_train_step(args, frames)
-    if case == "train-mace":
-        return mace_train_step(args, frames)
-    if case == "infer-ictp":
-        return common.ictp_call(ictp(args, common.ELEMENTS), frames)
-    if case == "infer-mace":
-        return common.mace_call(mace(args, common.ELEMENTS), frames)
-    if case == "train-flashcart":
-        return flashcart_train_step(args, frames)
-    if case == "infer-flashcart":
-        return common.flashcart_call(flashcart(args, common.ELEMENTS), frames)
-    raise ValueError(f"unknown case {case}")
+def _edges(batch) -> int:
+    edges = getattr(batch, "edge_index", None)
+    return int((batch["edge_index"] if edges is None else edges).shape[1])
 
 
 # ----------------------------------------------------------------------------- child processes
 
 
-def _child_args(args) -> list[str]:
-    return [
-        "--channels", str(args.channels), "--max-L", str(args.max_L),
-        "--max-ell", str(args.max_ell), "--correlation", str(args.correlation),
-        "--batch", str(args.batch), "--threads", str(args.threads),
-        "--repeats", str(args.repeats), "--large-repeats", str(args.large_repeats),
-        "--large-atoms", str(args.large_atoms), "--mace-max-atoms", str(args.mace_max_atoms),
-        "--sizes", args.sizes, "--min-seconds", str(args.min_seconds),
-        *(["--retain-memory"] if args.retain_memory else []),
-    ]  # fmt: skip
-
-
-def run_child(args, *extra: str) -> dict:
-    """Run this script as a child; its last stdout line is JSON. A child that fails gives
-    ``{"failed": "..."}``. Its address space is capped at ``--memory-limit-gib`` or at what the
-    machine has available less 1 GiB, whichever is smaller, so a cell too large for the (shared)
-    machine fails with an allocation error in the child rather than pushing it out of memory."""
+def child_options(args) -> dict:
+    """The children's threads and allocator, and their address-space cap: ``--memory-limit-gib``
+    or what the machine has available less 1 GiB, whichever is smaller, so that a cell too large
+    for the (shared) machine fails with an allocation error in its child rather than pushing the
+    machine out of memory."""
     limit = args.memory_limit_gib
-    available = _available_gib()
-    if limit > 0 and available is not None:
-        limit = max(0.5, min(limit, available - 1.0))
-    script = str(Path(__file__).resolve())
-    cmd = [sys.executable, script, *_child_args(args), *extra, "--memory-limit-gib", f"{limit:.1f}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        err = proc.stderr.strip()
-        if any(s in err for s in ("not enough memory", "can't allocate", "MemoryError")):
-            return {"failed": f"out of memory (limit {limit:.1f} GiB)"}
-        if proc.returncode < 0:
-            return {"failed": f"killed by signal {-proc.returncode}"}
-        tail = err.splitlines()[-1:] or [""]
-        return {"failed": f"exit {proc.returncode}: {tail[0][:80]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    if limit > 0:
+        limit = max(0.5, min(limit, harness.available_gib() - 1.0))
+    return {"threads": args.threads, "retain_memory": args.retain_memory,
+            "address_space_gib": limit or None}  # fmt: skip
 
 
-def _available_gib() -> float | None:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return float(line.split()[1]) / 2**20
-    return None
+def memory(args, case: Case) -> dict:
+    """Peak memory of one call of ``case`` after a warm-up call, in a fresh capped process."""
+    return harness.peak_memory(case, 1, **child_options(args))
 
 
-def limit_memory(gib: float) -> None:
-    """Cap the address space of this (child) process, so that a cell too large for the
-    machine fails with an allocation error instead of pushing the machine out of memory."""
-    if gib > 0:
-        limit = int(gib * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def in_child(args, function: Callable, *rest) -> dict:
+    out = harness.run_in_child(function, vars(args), *rest, **child_options(args))
+    return out.get("value", out)
 
 
-def memory_child(args) -> None:
-    call = make_case(args, args.case)
-    call()  # first call: lazily built tables, not counted in the call's peak
-    lifetime = common.peak_rss_mib()  # high-water mark of the process so far (incl. 1st call)
-    before = common.reset_peak_rss()
-    call()
-    peak = common.peak_rss_mib()
-    print(json.dumps({"before": before, "peak": peak, "process_peak": max(peak, lifetime)}))
-
-
-def fcc_time_child(args) -> None:
-    atoms = fcc_atoms(args.n)
-    natoms = len(atoms)
-    skip = set(args.skip_peers.split(",")) if args.skip_peers else set()
-    peers_here = natoms <= args.mace_max_atoms
-    with_mace = peers_here and MACE not in skip and common.mace_available()
-    with_flashcart = peers_here and FLASHCART not in skip and common.flashcart_available()
+def fcc_time(options: dict, n: int, skip: list[str]) -> dict:
+    """In a child: neighbour lists and calls of the fcc cell, interleaved (peers up to
+    ``--mace-max-atoms``, not those in ``skip``)."""
+    args = argparse.Namespace(**options)
+    workload = fcc_workload(n)
+    natoms = workload.atoms
     large = natoms > args.large_atoms
     repeats = args.large_repeats if large else args.repeats
-    warmup = 1 if large else 2
-    nl_calls = {ICTP: lambda: ictp_batch([atoms])}
-    calls = {ICTP: ictp_fcc_call(args, atoms)}
-    edges = {ICTP: ictp_batch([atoms]).edge_index.shape[1]}
-    if with_mace:
-        nl_calls[MACE] = lambda: mace_batch([atoms], CU)
-        calls[MACE] = mace_fcc_call(args, atoms)
-        edges[MACE] = int(mace_batch([atoms], CU)["edge_index"].shape[1])
-    if with_flashcart:
-        fc_model = flashcart(args, CU)
-        nl_calls[FLASHCART] = lambda: common.flashcart_batch(fc_model, [atoms])
-        calls[FLASHCART] = flashcart_fcc_call(args, atoms)
-        edges[FLASHCART] = int(common.flashcart_batch(fc_model, [atoms])["edge_index"].shape[1])
-    nl = common.time_interleaved(nl_calls, repeats, warmup=1)
-    times = common.time_interleaved(calls, repeats, warmup=warmup)
-    print(
-        json.dumps({"atoms": natoms, "edges": edges, "nl": nl, "model": times, "repeats": repeats})
-    )
+    nl_calls, calls, edges = {}, {}, {}
+    for adapter in models(args):
+        name = adapter.name
+        if name != ICTP and (natoms > args.mace_max_atoms or name in skip or adapter.missing()):
+            continue
+        model = adapter.build(workload)
+        nl_calls[name] = lambda a=adapter, m=model: a.batch(m, workload)
+        calls[name] = adapter.prepare(workload)
+        edges[name] = _edges(adapter.batch(model, workload))
+    nl = harness.time_interleaved(nl_calls, repeats, warmup=1)
+    times = harness.time_interleaved(calls, repeats, warmup=1 if large else 2)
+    return {"atoms": natoms, "edges": edges, "nl": nl, "model": times, "repeats": repeats}
 
 
-def fcc_sizes_child(args) -> None:
+def fcc_sizes(options: dict) -> dict:
+    """In a child: ICTP's calls of every fcc cell of ``--sizes``, interleaved in bursts."""
+    args = argparse.Namespace(**options)
     sizes = [int(s) for s in args.sizes.split(",")]
-    calls = {n: ictp_fcc_call(args, fcc_atoms(n)) for n in sizes}
+    calls = {n: models(args)[0].prepare(fcc_workload(n)) for n in sizes}
     bursts = {}
     for n, call in calls.items():  # warm-up; a burst of calls takes at least --min-seconds
         call()  # the first call builds lazy tables
@@ -401,7 +200,7 @@ def fcc_sizes_child(args) -> None:
             "atoms": 4 * n**3, "seconds": wall, "faults": faults, "system": share,
             "calls": bursts[n], "round_ratio": ratio,
         }  # fmt: skip
-    print(json.dumps(out))
+    return out
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -415,51 +214,39 @@ def header(args, what: str) -> str:
     )
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}" if a is not None and b else "–"
-
-
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "–" if x is None else format(x, spec)
 
 
-#: the models of the training workload:
-#: (name, memory-child key, available, train step, model, inference call)
-TRAIN_MODELS = [
-    (ICTP, "ictp", lambda: True, ictp_train_step, ictp, common.ictp_call),
-    (MACE, "mace", common.mace_available, mace_train_step, mace, common.mace_call),
-    (FLASHCART, "flashcart", common.flashcart_available, flashcart_train_step, flashcart,
-     common.flashcart_call),
-]  # fmt: skip
+_ratio = harness._ratio
 
 
 def workload_train(args) -> None:
-    frames = common.load_frames(args.batch)
-    calls, keys, skipped = {}, {}, []
-    for name, key, available, train_step, build, infer in TRAIN_MODELS:
-        if not available():
-            skipped.append(name)
+    frames = harness.load_frames(DATA, args.batch)
+    steps = {"train": Workload("3bpa", frames, task="train"), "infer": Workload("3bpa", frames)}
+    calls, cases, skipped = {}, {}, []
+    for adapter in models(args):
+        if adapter.missing():
+            skipped.append(adapter.name)
             continue
-        calls[("train", name)] = train_step(args, frames)
-        calls[("infer", name)] = infer(build(args, common.ELEMENTS), frames)
-        keys[name] = key
+        for step, workload in steps.items():
+            cases[(step, adapter.name)] = Case(adapter, workload)
+            calls[(step, adapter.name)] = adapter.prepare(workload)
     for key in [k for k in calls if k[0] == "train"]:  # the step must reach every parameter
         calls[key]()
         params = [p for p in calls[key].model.parameters() if p.requires_grad]
         reached = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params)
         print(f"{key[1]}: {reached}/{len(params)} parameter tensors get a non-zero gradient")
-    times = common.time_interleaved(calls, args.repeats)
-    memory = {}
-    for step, name in calls:
-        case = f"{step}-{keys[name]}"
-        memory[(step, name)] = run_child(args, "--child", "memory", "--case", case)
+    times = harness.time_interleaved(calls, args.repeats)
+    memory_of = {key: memory(args, case) for key, case in cases.items()}
     atoms = sum(len(a) for a in frames)
     print(
         f"\n3BPA, batch {args.batch} ({atoms} atoms), "
         + header(args, f"median of {args.repeats} interleaved repeats")
         + "\n"
     )
-    names, peers = list(keys), list(keys)[1:]
+    names = list(dict.fromkeys(name for _, name in calls))
+    peers = names[1:]
     head = [f"{n} (ms)" for n in names] + [f"ratio tensorpot / {n}" for n in peers]
     head += [f"{n} peak extra (MiB)" for n in names] + [f"memory ratio / {n}" for n in peers]
     print("| step | " + " | ".join(head) + " |")
@@ -470,7 +257,7 @@ def workload_train(args) -> None:
     }
     for step, label in labels.items():
         t = {n: times.get((step, n)) for n in names}
-        m = {n: _extra(memory.get((step, n))) for n in names}
+        m = {n: harness.extra_mib(memory_of.get((step, n))) for n in names}
         row = [_fmt(t[n] and 1e3 * t[n]) for n in names] + [_ratio(t[ICTP], t[n]) for n in peers]
         row += [_fmt(m[n]) for n in names] + [_ratio(m[ICTP], m[n]) for n in peers]
         print(f"| {label} | " + " | ".join(row) + " |")
@@ -491,12 +278,6 @@ def _in_float64(fn: Callable[[], object]) -> None:
         torch.set_default_dtype(before)
 
 
-def _extra(mem: dict | None) -> float | None:
-    if mem is None or "failed" in mem:
-        return None
-    return mem["peak"] - mem["before"]
-
-
 def _without_input_checks(call):
     """Run ``call`` with TensorPotCalculator's input checks replaced by a no-op."""
     checks = calculator_module.check_structure
@@ -514,8 +295,9 @@ def workload_md(args) -> None:
     # ase >= 3.29 names it thermalize_momenta (MaxwellBoltzmannDistribution is deprecated)
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
 
-    start = common.load_frames(1)[0]
-    start = Atoms(start.numbers, start.positions, cell=start.cell, pbc=start.pbc)
+    start = harness.load_frames(DATA, 1)[0]
+    workload = Workload("3bpa", [start])
+    ours, mace, flashcart = models(args)
 
     def dynamics(calc):
         atoms = start.copy()
@@ -524,9 +306,9 @@ def workload_md(args) -> None:
         atoms.calc = calc
         return atoms, VelocityVerlet(atoms, timestep=0.5 * units.fs)
 
-    ictp_model = ictp(args, common.ELEMENTS)
+    ictp_model = ours.build(workload).eval()
     systems = {ICTP: dynamics(TensorPotCalculator(model=ictp_model))}
-    bare = {f"{ICTP} bare": common.ictp_call(ictp_model, [start])}
+    bare = {f"{ICTP} bare": bare_call(ours, ictp_model, workload)}
     # the calculator's input checks: the step without them, and the checks alone
     _, unchecked_dyn = dynamics(TensorPotCalculator(model=ictp_model))
     checks = {
@@ -534,10 +316,10 @@ def workload_md(args) -> None:
         "input checks": lambda: calculator_module.check_structure(start),
     }
     dtype_note = ""
-    if common.mace_available():
+    if not mace.missing():
         from mace.calculators import MACECalculator
 
-        mace_model = mace(args, common.ELEMENTS)
+        mace_model = mace.build(workload).eval()
         before = torch.get_default_dtype()
         calc = MACECalculator(models=mace_model, device="cpu", default_dtype="float64")
         after = torch.get_default_dtype()
@@ -547,17 +329,17 @@ def workload_md(args) -> None:
             f", restored to {before}" if after != before else " (unchanged)"
         )
         systems[MACE] = dynamics(calc)
-        bare[f"{MACE} bare"] = common.mace_call(mace_model, [start])
+        bare[f"{MACE} bare"] = bare_call(mace, mace_model, workload)
     calls = {name: (lambda dyn=dyn: dyn.run(1)) for name, (_, dyn) in systems.items()}
-    if common.flashcart_available():
+    if not flashcart.missing():
         from flashcart.calculators import FlashCartCalculator
 
-        fc_model = flashcart(args, common.ELEMENTS).requires_grad_(False)
+        fc_model = flashcart.build(workload).eval().requires_grad_(False)
         systems[FLASHCART] = dynamics(FlashCartCalculator(model=fc_model))
         # its calculator builds graphs in torch's default dtype: float64 around each step only
         calls[FLASHCART] = lambda dyn=systems[FLASHCART][1]: _in_float64(lambda: dyn.run(1))
-        bare[f"{FLASHCART} bare"] = common.flashcart_call(fc_model, [start])
-    times = common.time_interleaved(
+        bare[f"{FLASHCART} bare"] = bare_call(flashcart, fc_model, workload)
+    times = harness.time_interleaved(
         {**calls, **bare, **checks}, args.md_steps, warmup=args.md_warmup
     )
     steps = args.md_warmup + args.md_steps
@@ -606,32 +388,26 @@ def workload_md(args) -> None:
         )
 
 
-#: the peers of the fcc workload: (name, memory-child case, available)
-FCC_PEERS = [
-    (MACE, "fcc-mace", common.mace_available),
-    (FLASHCART, "fcc-flashcart", common.flashcart_available),
-]
-
-
 def workload_fcc(args) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
+    ours, *others = models(args)
+    fcc_peers = [adapter for adapter in others if not adapter.missing()]
     rows = []
     for n in sizes:
         natoms = 4 * n**3
         print(f"fcc n={n} ({natoms} atoms): memory ...", file=sys.stderr, flush=True)
-        mem = {ICTP: run_child(args, "--child", "memory", "--case", "fcc-ictp", "--n", str(n))}
+        mem = {ICTP: memory(args, Case(ours, fcc_workload(n)))}
         if "failed" in mem[ICTP]:  # the timing child would fail the same way
             timing = {"failed": f"not timed (memory child: {mem[ICTP]['failed']})"}
         else:
-            for name, case, available in FCC_PEERS:
-                if natoms <= args.mace_max_atoms and available():
-                    mem[name] = run_child(args, "--child", "memory", "--case", case, "--n", str(n))
+            for adapter in fcc_peers:
+                if natoms <= args.mace_max_atoms:
+                    mem[adapter.name] = memory(args, Case(adapter, fcc_workload(n)))
             failed = [name for name in mem if name != ICTP and "failed" in mem[name]]
-            skip = ["--skip-peers", ",".join(failed)] if failed else []
             print(f"fcc n={n}: timing ...", file=sys.stderr, flush=True)
-            timing = run_child(args, "--child", "fcc-time", "--n", str(n), *skip)
+            timing = in_child(args, fcc_time, n, failed)
         rows.append((n, natoms, timing, mem))
-        print(f"fcc n={n}: {json.dumps(timing)} {json.dumps(mem)}", file=sys.stderr, flush=True)
+        print(f"fcc n={n}: {timing} {mem}", file=sys.stderr, flush=True)
     print(
         "\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, "
         + header(
@@ -641,7 +417,7 @@ def workload_fcc(args) -> None:
         )
         + "\n"
     )
-    names = [ICTP] + [name for name, _, available in FCC_PEERS if available()]
+    names = [ICTP] + [adapter.name for adapter in fcc_peers]
     peers = names[1:]
     head = ["n", "atoms", "edges"] + [f"NL {n} (µs/atom)" for n in names]
     head += [f"{n} (µs/atom)" for n in names] + [f"ratio tensorpot / {n}" for n in peers]
@@ -664,7 +440,7 @@ def workload_fcc(args) -> None:
         cells += [_fmt(nl.get(name)) for name in names] + [_fmt(us.get(name)) for name in names]
         cells += [_ratio(us[ICTP], us.get(name)) for name in peers]
         for name in names:
-            cells += [_peak(mem.get(name)), _fmt(_extra(mem.get(name)), ".0f")]
+            cells += [_peak(mem.get(name)), _fmt(harness.extra_mib(mem.get(name)), ".0f")]
         print("| " + " | ".join(cells) + " |")
         for name in peers:
             if name in timing["edges"] and timing["edges"][name] != timing["edges"][ICTP]:
@@ -693,7 +469,7 @@ def workload_fcc(args) -> None:
 
 def workload_fcc_sizes(args) -> None:
     print(f"fcc sizes {args.sizes}: timing in one process ...", file=sys.stderr, flush=True)
-    result = run_child(args, "--child", "fcc-sizes")
+    result = in_child(args, fcc_sizes)
     print(
         "\nfcc Cu (a = 3.61 Å, rattled 0.02 Å), periodic, energy + forces + stress, ICTP alone, "
         "all sizes in one process, interleaved, "
@@ -763,11 +539,8 @@ def _peak(mem: dict | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["train", "md", "fcc", "fcc-sizes"], default="train")
-    parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--max-L", type=int, default=2)
-    parser.add_argument("--max-ell", type=int, default=3)
-    parser.add_argument("--correlation", type=int, default=3)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="train")
+    add_size_arguments(parser, channels=32)
     parser.add_argument("--batch", type=int, default=10, help="3BPA frames per training step")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
@@ -807,32 +580,17 @@ def main() -> None:
         action="store_true",
         help="child processes keep freed memory (tensorpot.allocator.retain_freed_memory)",
     )
-    parser.add_argument(
-        "--child", choices=["memory", "fcc-time", "fcc-sizes"], help=argparse.SUPPRESS
-    )
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--skip-peers", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, default=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args()  # fmt: skip
     torch.set_num_threads(args.threads)
-    if args.child is not None:
-        limit_memory(args.memory_limit_gib)
-        if args.retain_memory:
-            retain_freed_memory()
-    if args.child == "memory":
-        memory_child(args)
-    elif args.child == "fcc-time":
-        fcc_time_child(args)
-    elif args.child == "fcc-sizes":
-        fcc_sizes_child(args)
-    elif args.workload == "train":
-        workload_train(args)
-    elif args.workload == "md":
-        workload_md(args)
-    elif args.workload == "fcc":
-        workload_fcc(args)
-    else:
-        workload_fcc_sizes(args)
+    WORKLOADS[args.workload](args)
+
+
+WORKLOADS = {
+    "train": workload_train,
+    "md": workload_md,
+    "fcc": workload_fcc,
+    "fcc-sizes": workload_fcc_sizes,
+}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tensorpot.benchmarking.adapters import add_size_arguments
+
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser = argparse.ArgumentParser(
@@ -105,13 +107,23 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         allow_abbrev=False,
         help="time and memory of tensorpot against MACE and FlashCart of the same size",
-        description="Energy + forces on 3BPA frames, interleaved with MACE and FlashCart.",
+        description="Energy + forces of a batch of structures: a tensorpot model (ICTP of the "
+        "size given, or --model) interleaved with MACE and FlashCart of that size, and the peak "
+        "memory of each in a fresh process.",
     )
-    for flag, default in [("--channels", 8), ("--max-L", 2), ("--max-ell", 3),
-                          ("--correlation", 3), ("--batch", 10), ("--repeats", 15),
-                          ("--threads", 2)]:  # fmt: skip
-        bench.add_argument(flag, type=_positive_int if flag != "--max-L" else int, default=default)
-    bench.add_argument("--data", default=None, help="extxyz frames (default: bundled 3BPA)")
+    bench.add_argument("--data", required=True, help="structures (extxyz, npz, any ASE format)")
+    add_size_arguments(bench, _positive_int)
+    for flag, default in [("--batch", 10), ("--repeats", 15), ("--threads", 2)]:
+        bench.add_argument(flag, type=_positive_int, default=default)
+    bench.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    bench.add_argument("--energy-only", action="store_true", help="energy without forces")
+    bench.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a tensorpot model config instead of ICTP, e.g. \'{"model": "visnet"}\' (repeatable)',
+    )
     return parser
 
 
@@ -199,17 +211,35 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from tensorpot.benchmarking.compare import compare_with_peers
+    import json
+    from pathlib import Path
 
-    print(compare_with_peers(args.channels, args.max_L, args.max_ell, args.correlation,
-                            args.batch, args.repeats, args.threads, args.data))  # fmt: skip
+    import torch
+
+    from tensorpot.benchmarking.adapters import TensorPot, size_of
+    from tensorpot.benchmarking.compare import compare_with_peers
+    from tensorpot.benchmarking.harness import Workload, load_frames
+    from tensorpot.errors import ConfigError
+    from tensorpot.models.build import validate_model_config
+
+    try:
+        configs = [json.loads(text) for text in args.model]
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--model must be a JSON model config: {err}") from None
+    for config in configs:  # a bad config is one line now, not a note under the table
+        validate_model_config(config)
+    models = [TensorPot(config) for config in configs]
+    torch.set_num_threads(args.threads)
+    task = "energy" if args.energy_only else "forces"
+    frames = load_frames(args.data, args.batch)
+    workload = Workload(Path(args.data).name, frames, args.dtype, task)
+    print(compare_with_peers(workload, size_of(args), args.repeats, args.threads, models))
     return 0
 
 
 COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}
 #: commands that keep freed memory for reuse (tensorpot.allocator); ``bench`` measures with the
-#: C library's defaults, as the scripts under benchmarks/ do (workloads.py: unless given
-#: --retain-memory)
+#: C library's defaults, as the scripts under benchmarks/ do unless given --retain-memory
 RETAIN_MEMORY_COMMANDS = ("train", "eval")
 
 
