@@ -46,7 +46,7 @@ TASKS = {
     "train": "training step",
 }
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-#: weight of the force term in the training step's loss (as MACE's and tensorpot's defaults)
+#: weight of the force term in the training step's loss
 FORCE_WEIGHT = 10.0
 
 
