@@ -161,6 +161,74 @@ def channel_norm(v: Tensor, keepdim: bool = False) -> Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, square, 1.0)), 0.0)
 
 
+class _NeighbourScaled(torch.autograd.Function):
+    """``V_i = sum_{e: centre(e) = i} v[neighbour(e)] * s_e``: ``v [N, 8, F]``, ``s [E, F]``.
+
+    Keeps ``v`` and ``s`` for the derivatives, not the ``[E, 8, F]`` products (autograd would
+    keep the gathered ``v`` per edge: the largest part of the memory of a forces call).
+    The derivatives are PyTorch operations, so they can be differentiated again (training).
+    """
+
+    @staticmethod
+    def forward(ctx, v, s, centre, neighbour):
+        ctx.save_for_backward(v, s, centre, neighbour)
+        products = v.index_select(0, neighbour) * s.unsqueeze(1)
+        return torch.zeros_like(v).index_add_(0, centre, products)
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, s, centre, neighbour = ctx.saved_tensors
+        g = grad.index_select(0, centre)  # [E, 8, F]
+        grad_v = grad_s = None
+        if ctx.needs_input_grad[0]:
+            grad_v = torch.zeros_like(v).index_add(0, neighbour, g * s.unsqueeze(1))
+        if ctx.needs_input_grad[1]:
+            grad_s = (g * v.index_select(0, neighbour)).sum(dim=1)
+        return grad_v, grad_s, None, None
+
+
+class _EdgeDot(torch.autograd.Function):
+    """``d_e = sum_m a[centre(e)]_m * b[neighbour(e)]_m`` per channel: ``a, b [N, k, F]`` ->
+    ``[E, F]``, keeping ``a`` and ``b`` rather than their ``[E, k, F]`` gathers."""
+
+    @staticmethod
+    def forward(ctx, a, b, centre, neighbour):
+        ctx.save_for_backward(a, b, centre, neighbour)
+        return (a.index_select(0, centre) * b.index_select(0, neighbour)).sum(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, centre, neighbour = ctx.saved_tensors
+        g = grad.unsqueeze(1)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.zeros_like(a).index_add(0, centre, b.index_select(0, neighbour) * g)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.zeros_like(b).index_add(0, neighbour, a.index_select(0, centre) * g)
+        return grad_a, grad_b, None, None
+
+
+class _NeighbourHarmonicDot(torch.autograd.Function):
+    """``k_e = sum_m v[neighbour(e)]_m Y_em`` (FreeCG's enhancer input): ``v [N, 8, F]``,
+    ``Y [E, 8]`` -> ``[E, F]``, keeping ``v`` and ``Y``."""
+
+    @staticmethod
+    def forward(ctx, v, y, neighbour):
+        ctx.save_for_backward(v, y, neighbour)
+        return torch.bmm(y.unsqueeze(1), v.index_select(0, neighbour)).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, y, neighbour = ctx.saved_tensors
+        grad_v = grad_y = None
+        if ctx.needs_input_grad[0]:
+            outer = y.unsqueeze(-1) * grad.unsqueeze(1)  # [E, 8, F]
+            grad_v = torch.zeros_like(v).index_add(0, neighbour, outer)
+        if ctx.needs_input_grad[1]:
+            grad_y = torch.bmm(v.index_select(0, neighbour), grad.unsqueeze(-1)).squeeze(-1)
+        return grad_v, grad_y, None
+
+
 class GroupCG(nn.Module):
     r"""FreeCG's group CG transform of abstract edges (spec 3.3).
 
@@ -287,11 +355,10 @@ class ViSMP(nn.Module):
         vec_dot = (v1 * v2).sum(dim=1)  # [N, F], runtime geometry
         cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
 
-        # index_select, not v[index]: its backward is an index_add, not a sorting index_put
-        v_j = v.index_select(0, neighbour)  # [E, 8, F]
+        # index_select, not x[index]: its backward is an index_add, not a sorting index_put
         logits = (q.index_select(0, centre) * k.index_select(0, neighbour) * dk).sum(dim=-1)
-        if self.enhancer is not None:  # sum_m v_jm Y_m as a batched product, [E, F]
-            logits = logits + self.enhancer(torch.bmm(y.unsqueeze(1), v_j).squeeze(1))
+        if self.enhancer is not None:  # sum_m v_jm Y_m, [E, F]
+            logits = logits + self.enhancer(_NeighbourHarmonicDot.apply(v, y, neighbour))
         attention = F.silu(logits) * cutoff  # [E, H]
         m = (s.index_select(0, neighbour) * dv * attention.unsqueeze(-1)).reshape(-1, c)
         s1, s2 = torch.split(F.silu(self.s_proj(m)), c, dim=-1)
@@ -299,7 +366,7 @@ class ViSMP(nn.Module):
             s1, s2 = s1 * cutoff, s2 * cutoff
         messages = torch.zeros_like(x).index_add_(0, centre, m)
         # the abstract edges V_i = sum_j mu_ij, mu_ij = v_j s1 + Y s2
-        vectors = torch.zeros_like(v).index_add_(0, centre, v_j * s1.unsqueeze(1))
+        vectors = _NeighbourScaled.apply(v, s1, centre, neighbour)
         vectors = vectors.index_add(0, centre, y.unsqueeze(-1) * s2.unsqueeze(1))
 
         o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
@@ -314,9 +381,8 @@ class ViSMP(nn.Module):
         # The dihedral term sum_m Rej(a_i, Y)_m Rej(b_j, -Y)_m equals a_i . b_j + (|Y|^2 - 2)
         # (Y . a_i)(Y . b_j), and |Y|^2 = 2 (real edges) or Y = 0 (self-loops): the rejections
         # cancel, in the official code too, and the term is the plain product.
-        a_i = self.w_trg_proj(v).index_select(0, centre)
-        b_j = self.w_src_proj(v).index_select(0, neighbour)
-        df = F.silu(self.f_proj(f)) * (a_i * b_j).sum(dim=1)
+        dot = _EdgeDot.apply(self.w_trg_proj(v), self.w_src_proj(v), centre, neighbour)
+        df = F.silu(self.f_proj(f)) * dot
         return dx, dv, df
 
 
