@@ -144,6 +144,10 @@ class MaceRun:
             "--num_workers=0",
         ]
 
+    def env(self) -> dict[str, str]:
+        """The training process's environment: one thread."""
+        return one_thread_env()
+
     def start(self, launch: float) -> None:
         """Start training; ``launch`` (``time.time()``) is the common start of the budget."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +157,7 @@ class MaceRun:
                 self.args(self.settings.max_num_epochs),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=one_thread_env(),
+                env=self.env(),
                 cwd=self.folder,
             )
 

@@ -322,18 +322,9 @@ class ThreadedMaceRun(mace_runner.MaceRun):
             args[k] = f"{flag}={value}"
         return args
 
-    def start(self, launch: float) -> None:
-        """As ``MaceRun.start``, with ``THREADS`` threads (``MaceRun`` gives its child one)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.launch = launch
-        with open(self.stdout_path, "w", encoding="utf-8") as out:
-            self.proc = subprocess.Popen(
-                self.args(self.settings.max_num_epochs),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=thread_env(THREADS),
-                cwd=self.folder,
-            )
+    def env(self) -> dict[str, str]:
+        """``THREADS`` threads (``MaceRun`` gives its child one)."""
+        return thread_env(THREADS)
 
 
 def run_mace(folder: Path, minutes: float, train: Path, valid: Path, test: Path) -> dict:
