@@ -55,8 +55,8 @@ class RunConfig(BaseModel):
     ``amsgrad`` and ``weight_decay`` for either. ``lr_warmup_steps`` > 0 ramps the lr linearly
     over the first optimiser steps of the run (the step count is checkpointed); the plateau
     scheduler (``scheduler_patience``, ``lr_factor``, down to ``min_lr``) steps once per
-    validation as always. ``energy_loss_smoothing`` (the official FreeCG code's
-    ``loss_scale_y``) smooths the energy term of the loss over batches: see
+    validation as always. ``energy_loss_smoothing`` (the ``loss_scale_y`` of
+    torchmd-net-style training codes) smooths the energy term of the loss over batches: see
     :class:`~tensorpot.training.loss.EnergyLossSmoothing`. The defaults leave all three off.
 
     ``device`` must exist on this machine (checked here, so a run without CUDA stops before any
@@ -115,8 +115,8 @@ class RunConfig(BaseModel):
         gt=0.0,
         le=1.0,
         description="a: the energy term of every batch's loss becomes a * L_E + (1 - a) * "
-        "(previous batch's smoothed L_E, detached), as FreeCG's loss_scale_y; one chain for "
-        "training and one for validation, each kept across epochs; the validation loss is then "
+        "(previous batch's smoothed L_E, detached), a torchmd-net-style loss_scale_y; one chain "
+        "for training and one for validation, each kept across epochs; the validation loss is then "
         "the mean over batches. The energy MSE's gradient weight is energy_weight * a; null: off",
     )
     property_weights: dict[str, float] = Field(default_factory=dict)

@@ -107,9 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         allow_abbrev=False,
         help="time and memory of tensorpot against MACE and FlashCart of the same size",
-        description="Energy + forces of a batch of structures: a tensorpot model (ICTP of the "
-        "size given, or --model) interleaved with MACE and FlashCart of that size, and the peak "
-        "memory of each in a fresh process.",
+        description="Energy + forces of a batch of structures: a tensorpot model (the default "
+        "family at the size given, or --model) interleaved with MACE and FlashCart of that "
+        "size, and the peak memory of each in a fresh process.",
     )
     bench.add_argument("--data", required=True, help="structures (extxyz, npz, any ASE format)")
     add_size_arguments(bench, _positive_int)
@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="JSON",
-        help='a tensorpot model config instead of ICTP, e.g. \'{"model": "visnet"}\' (repeatable)',
+        help="a tensorpot model config (a build_model mapping as JSON) instead of the default "
+        "family's (repeatable)",
     )
     return parser
 

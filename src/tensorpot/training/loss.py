@@ -17,8 +17,8 @@ property summed over atoms (extensive) is divided by :math:`N_b`, one averaged o
 predictions are present. Each term is kept as a sum and a count (:class:`TermSums`), so a data
 set split into batches gives exactly the data-set mean, whichever structures are labelled.
 
-:class:`EnergyLossSmoothing` replaces the energy term by a running average over batches, as the
-official FreeCG training code does (optional, off by default).
+:class:`EnergyLossSmoothing` replaces the energy term by a running average over batches, as
+torchmd-net-style training codes do (optional, off by default).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def weighted_loss(
 
 
 class EnergyLossSmoothing:
-    r"""The official FreeCG code's smoothing of the energy loss over batches (``loss_scale_y``).
+    r"""Smoothing of the energy loss over batches (``loss_scale_y`` of torchmd-net-style codes).
 
     With factor :math:`a`, batch :math:`t` of a chain is trained (or validated) on
 
@@ -169,8 +169,8 @@ class EnergyLossSmoothing:
         \tilde L_{E,-1} = \mathrm{stopgrad}(L_{E,0}),
 
     in place of :math:`L_{E,t}` in the weighted total; the other terms are not smoothed. The
-    gradient of the energy MSE is thus weighted by :math:`\lambda_E a` (0.05 · 0.05 in the
-    released FreeCG recipe) while the loss value stays on the scale of :math:`L_E`. As in the
+    gradient of the energy MSE is thus weighted by :math:`\lambda_E a` (0.05 · 0.05 in
+    a released recipe) while the loss value stays on the scale of :math:`L_E`. As in the
     official code there is one chain for training and one for validation (``"train"``,
     ``"valid"``), each started by its first batch and kept across epochs; a batch without an
     energy term leaves its chain alone. The chain values go into checkpoints

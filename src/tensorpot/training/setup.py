@@ -293,7 +293,7 @@ class TrainingState:
         """Before optimiser step ``self.step``: during the warm-up, set the lr of every group to
         lr * (step + 1) / lr_warmup_steps (lr of the current stage); afterwards leave it alone.
 
-        As in the official FreeCG code, the warm-up overrides the lr while it lasts, also a
+        As in torchmd-net-style training codes, the warm-up overrides the lr while it lasts, also a
         reduction by the plateau scheduler in between; its last step sets the full lr.
         """
         if self.step >= config.lr_warmup_steps:

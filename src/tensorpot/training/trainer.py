@@ -3,7 +3,7 @@
 The run reads the data (:mod:`tensorpot.training.setup`), builds the model with statistics of
 the training set, and trains with AMSGrad Adam, ReduceLROnPlateau on the validation loss, an EMA
 of the weights and MACE's weighted loss (the papers' training protocol) by default; AdamW, a
-linear lr warm-up and FreeCG's smoothed energy loss are options of the run config. Shuffling uses a
+linear lr warm-up and a smoothed energy loss are options of the run config. Shuffling uses a
 generator seeded from ``(seed, epoch)``, so every epoch is reproducible on its own and a resumed
 run reaches the same weights as an uninterrupted one. The best validation model (EMA weights) is
 saved as ``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch
@@ -396,7 +396,7 @@ def evaluate(
     """Weighted loss and the error table of ``model`` on ``dataset``.
 
     The loss is the data-set mean of the weighted loss; with ``smoothing`` (its ``"valid"``
-    chain, continued from the previous call) it is, as the official FreeCG code's val_loss,
+    chain, continued from the previous call) it is, as torchmd-net-style codes' val_loss,
     the plain mean over batches of each batch's weighted loss with the energy term smoothed.
     """
     model.eval()
