@@ -80,6 +80,18 @@ class PotentialConfig(BaseModel):
             return [self.E0s[z] for z in self.atomic_numbers]
         return self.E0s
 
+    def potential_arguments(self) -> dict:
+        """The arguments of :class:`tensorpot.models.base.Potential` these keys set (a family's
+        model passes them on: ``super().__init__(**config.potential_arguments())``)."""
+        return {
+            "atomic_numbers": self.atomic_numbers,
+            "r_max": self.r_max,
+            "E0s": self.e0_list(),
+            "scale": self.atomic_inter_scale,
+            "shift": self.atomic_inter_shift,
+            "outputs": self.outputs,
+        }
+
     @property
     def output_names(self) -> list[str]:
         """``"energy"``, ``"dipole"``, ``"polarizability"`` or ``"property:<name>"`` per output."""

@@ -129,10 +129,7 @@ class ICTP(Potential):
     WEIGHT_DECAY = r"^layers\.\d+\.(interaction\.post_weights|product|update)\."
 
     def __init__(self, config: ICTPConfig):
-        super().__init__(
-            config.atomic_numbers, config.r_max, config.e0_list(),
-            config.atomic_inter_scale, config.atomic_inter_shift, config.outputs,
-        )  # fmt: skip
+        super().__init__(**config.potential_arguments())
         self.config = config
         self.edge_rank = config.edge_rank
         self.embedding = SpeciesEmbedding(len(config.atomic_numbers), config.num_channels)

@@ -175,10 +175,7 @@ class ViSNet(Potential):
     """
 
     def __init__(self, config: ViSNetConfig):
-        super().__init__(
-            config.atomic_numbers, config.r_max, config.e0_list(),
-            config.atomic_inter_scale, config.atomic_inter_shift, config.outputs,
-        )  # fmt: skip
+        super().__init__(**config.potential_arguments())
         self.config = config
         f, k, s = config.num_channels, config.num_radial_basis, len(config.atomic_numbers)
         self.embedding = nn.Embedding(s, f)
