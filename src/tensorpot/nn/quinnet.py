@@ -1,0 +1,215 @@
+r"""The blocks QuinNet (Wang et al., NeurIPS 2023) adds to the ViSNet layer.
+
+QuinNet spec section 3. QuinNet's layer is ViSNet's (:class:`~tensorpot.nn.visnet.ViSMP`: the
+same attention, messages ``M_i``, vector messages ``V_i`` and ``dv = C o1 + V``) with richer
+geometric scalars: ``dx_i = (sum_k r_k T_k,i) o2_i + o3_i`` with six scalars ``T_1..T_6`` in place
+of ViSNet's one, and ``df_ij = e3 + e4 + e5`` with two edge terms beside ViSNet's. Notation as
+in :mod:`tensorpot.nn.visnet`: ``v [N, 8, F]``, ``<a, b> = sum_m a_m b_m`` per channel (over the
+8 components), edge ``e`` from its ``centre`` (receives the messages) to its ``neighbour``.
+
+- :func:`rejection`: ``Rej(a, b) = a - b <a, b>``, with ``b`` not normalised;
+- :class:`NodeGeometry`: the scalars of one atom's own ``v`` (``T_2``, ``T_6``) and its
+  normal vectors ``n`` (spec 3.2);
+- :class:`ManyBodyEdgeTerms`: the edge terms ``e3``, ``e4`` that couple the normal vectors of
+  two bonded atoms (spec 3.3);
+- :class:`QuinMP`: the layer (spec 3.4).
+
+Initialisation as in the official code: the new maps ``P`` on vectors keep PyTorch's default
+``nn.Linear`` init (uniform in ``+-1/sqrt(F)``), the new edge gates are Xavier-uniform with zero
+biases, and the term weights ``r`` start at ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from tensorpot.nn.visnet import (
+    GroupCG,
+    VectorNorm,
+    ViSMP,
+    _EdgeDot,
+    _NeighbourHarmonicDot,
+    _NeighbourScaled,
+    cosine_cutoff,
+    linear,
+)
+
+
+def rejection(a: Tensor, b: Tensor) -> Tensor:
+    """``Rej(a, b) = a - b <a, b>`` per channel: ``a, b [..., 8, F]`` (the component axis second
+    to last). ``b`` is not normalised, so this is a projection only where ``|b| = 1``."""
+    return a - b * (a * b).sum(dim=-2, keepdim=True)
+
+
+class NodeGeometry(nn.Module):
+    r"""The geometric scalars of one atom's equivariant features (spec 3.2).
+
+    With five channel maps ``[a_1, ..., a_5] = v [P_1, ..., P_5]`` (``F x F`` each, no bias):
+
+    .. math::
+
+        n_i = \mathrm{Rej}(a_{1,i}, a_{2,i}), \quad T_{2,i} = \langle n_i, n_i \rangle, \quad
+        T_{6,i} = \langle \mathrm{Rej}(a_{3,i}, a_{4,i}), a_{5,i} \rangle.
+
+    For unit vectors, ``<Rej(a, b), Rej(a, b)>`` is ``sin^2`` of their angle and
+    ``<Rej(a, b), c>`` a dihedral about ``b``: with ``v_i`` a sum over neighbours, ``T_2`` and
+    ``T_6`` see angles and improper torsions of up to four atoms. ``forward(v [N, 8, F])`` returns
+    ``(n [N, 8, F], T_2 [N, F], T_6 [N, F])``; ``n`` feeds :class:`ManyBodyEdgeTerms`.
+    """
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.channels = num_channels
+        # one [5F, F] map: P_1..P_5 stacked, each with nn.Linear's default init for fan-in F
+        self.proj = nn.Linear(num_channels, 5 * num_channels, bias=False)
+
+    def forward(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        a1, a2, a3, a4, a5 = torch.split(self.proj(v), self.channels, dim=-1)
+        normal = rejection(a1, a2)
+        return normal, (normal * normal).sum(dim=1), (rejection(a3, a4) * a5).sum(dim=1)
+
+
+class ManyBodyEdgeTerms(nn.Module):
+    r"""The edge terms of the normal vectors ``n`` of two bonded atoms (spec 3.3).
+
+    On the edge ``e`` from centre ``c`` to neighbour ``b``, with its feature ``f_e [F]``:
+
+    .. math::
+
+        e_{3,e} = \sigma(W_3 f_e + b_3) \odot \langle n_c P_{s1}, n_b P_d \rangle, \qquad
+        e_{4,e} = \sigma(W_4 f_e + b_4) \odot \langle n_c P_{s2}, n_c P_{s2} \rangle,
+
+    ``sigma`` = SiLU. Summed over a neighbour's edges, ``e_3`` couples two atoms' normal vectors
+    (five atoms or more) and ``e_4`` brings a neighbour's ``sin^2``-type scalar to the atom.
+    ``forward(n [N, 8, F], f [E, F], centre, neighbour [E])`` returns ``(e_3, e_4)``, each
+    ``[E, F]``; the maps ``P`` act on nodes, then the products are gathered per edge.
+    """
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.channels = num_channels
+        # [P_s1, P_d, P_s2]: three F x F maps on n, nn.Linear's default init for fan-in F
+        self.normal_proj = nn.Linear(num_channels, 3 * num_channels, bias=False)
+        self.gate3, self.gate4 = (
+            linear(num_channels, num_channels),
+            linear(num_channels, num_channels),
+        )
+
+    def forward(
+        self, normal: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        own, other, square = torch.split(self.normal_proj(normal), self.channels, dim=-1)
+        e3 = F.silu(self.gate3(f)) * _EdgeDot.apply(own, other, centre, neighbour)
+        norm = (square * square).sum(dim=1)  # [N, F]
+        e4 = F.silu(self.gate4(f)) * norm.index_select(0, centre)
+        return e3, e4
+
+
+class QuinMP(ViSMP):
+    r"""One QuinNet layer (spec 3): a :class:`~tensorpot.nn.visnet.ViSMP` (its attention,
+    messages, vector messages, enhancer and group CG, its weights) with QuinNet's scalars.
+
+    .. math::
+
+        \Delta x_i = \Big(\sum_{k=1}^{6} r_k T_{k,i}\Big) \odot o_{2,i} + o_{3,i}, \qquad
+        \Delta v_i = C_i \odot o_{1,i} + V_i, \qquad
+        \Delta f_e = e_{3,e} + e_{4,e} + e_{5,e},
+
+    ``T_1 = <A, B>`` (ViSNet's), ``T_2``, ``T_6`` of :class:`NodeGeometry`, and ``T_3``, ``T_4``,
+    ``T_5`` the sums of the edge terms over the edges whose **neighbour** is the atom (the
+    official code's choice: the messages are summed at the centre, these at the other end),
+    ``e_3``, ``e_4`` of :class:`ManyBodyEdgeTerms` and ViSNet's dihedral term
+    ``e_5 = sigma(W_f f + b) <A' v_c, B' v_b>``. ``r`` (six weights) starts at ones. The last
+    layer still computes the edge terms (they enter ``dx``) and returns no ``df``.
+
+    ``smooth`` multiplies the vector messages (as in ViSMP) and the edge terms' sums by
+    ``f_c(d)``, so that energy and forces stay continuous when a neighbour crosses ``r_max``; the
+    edge terms ``df`` themselves are not cut (an edge's feature only acts on that edge, whose
+    messages are cut). Arguments as :class:`~tensorpot.nn.visnet.ViSMP`'s.
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_heads: int,
+        r_max: float,
+        last: bool = False,
+        vecnorm: VectorNorm | None = None,
+        enhancer: bool = False,
+        group_cg: GroupCG | None = None,
+        shuffle_shift: int = 0,
+        smooth: bool = True,
+    ):
+        # ViSMP's edge-update weights are e_5's, which every QuinNet layer uses
+        super().__init__(
+            num_channels, num_heads, r_max, last=False, vecnorm=vecnorm, enhancer=enhancer,
+            group_cg=group_cg, shuffle_shift=shuffle_shift, smooth=smooth,
+        )  # fmt: skip
+        self.last = last
+        self.node_geometry = NodeGeometry(num_channels)
+        self.edge_terms = ManyBodyEdgeTerms(num_channels)
+        self.term_weights = nn.Parameter(torch.ones(6))
+
+    @classmethod
+    def extending(cls, layer: ViSMP) -> QuinMP:
+        """A QuinNet layer with the settings of the ViSNet layer ``layer``, sharing its vector
+        norm and group CG modules; the other weights are new."""
+        return cls(
+            layer.channels, layer.heads, layer.r_max, last=layer.last,
+            vecnorm=layer.vec_layernorm, enhancer=layer.enhancer is not None,
+            group_cg=layer.group_cg, shuffle_shift=layer.shuffle_shift, smooth=layer.smooth,
+        )  # fmt: skip
+
+    def forward(
+        self, x: Tensor, v: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor, d: Tensor,
+        y: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+        """``x [N, F]``, ``v [N, 8, F]``, ``f [E, F]``; edges ``centre``, ``neighbour`` [E],
+        lengths ``d [E]`` and harmonics ``y [E, 8]`` (zero on self-loops). Returns
+        ``(dx [N, F], dv [N, 8, F], df [E, F] or None)``."""
+        n, c, h = x.shape[0], self.channels, self.heads
+        x = self.layernorm(x)
+        v = self.vec_layernorm(v)
+        q = self.q_proj(x).reshape(n, h, -1)
+        k = self.k_proj(x).reshape(n, h, -1)
+        s = self.v_proj(x).reshape(n, h, -1)
+        dk = F.silu(self.dk_proj(f)).reshape(-1, h, c // h)
+        dv = F.silu(self.dv_proj(f)).reshape(-1, h, c // h)
+        cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
+
+        # ViS-MP's attention and messages (ViSMP.forward)
+        logits = (q.index_select(0, centre) * k.index_select(0, neighbour) * dk).sum(dim=-1)
+        if self.enhancer is not None:
+            logits = logits + self.enhancer(_NeighbourHarmonicDot.apply(v, y, neighbour))
+        attention = F.silu(logits) * cutoff  # [E, H]
+        m = (s.index_select(0, neighbour) * dv * attention.unsqueeze(-1)).reshape(-1, c)
+        s1, s2 = torch.split(F.silu(self.s_proj(m)), c, dim=-1)
+        if self.smooth:
+            s1, s2 = s1 * cutoff, s2 * cutoff
+        messages = torch.zeros_like(x).index_add_(0, centre, m)
+        vectors = _NeighbourScaled.apply(v, s1, centre, neighbour)
+        vectors = vectors.index_add(0, centre, y.unsqueeze(-1) * s2.unsqueeze(1))
+        o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
+        v1, v2, v3 = torch.split(self.vec_proj(v), c, dim=-1)
+        own = v3 * o1.unsqueeze(1)
+        if self.group_cg is None:
+            dv = own + vectors
+        else:
+            dv = torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
+
+        # QuinNet's scalars: T_1, T_2, T_6 of the atom, T_3..T_5 summed over its edges
+        r = self.term_weights
+        normal, t2, t6 = self.node_geometry(v)
+        e3, e4 = self.edge_terms(normal, f, centre, neighbour)
+        e5 = F.silu(self.f_proj(f)) * _EdgeDot.apply(
+            self.w_trg_proj(v), self.w_src_proj(v), centre, neighbour
+        )  # ViSNet's dihedral term (its rejections cancel: see ViSMP.forward)
+        summed = r[2] * e3 + r[3] * e4 + r[4] * e5
+        if self.smooth:
+            summed = summed * cutoff
+        scalars = r[0] * (v1 * v2).sum(dim=1) + r[1] * t2 + r[5] * t6
+        scalars = scalars.index_add(0, neighbour, summed)
+        dx = scalars * o2 + o3
+        return dx, dv, (None if self.last else e3 + e4 + e5)
