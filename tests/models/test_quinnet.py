@@ -18,9 +18,10 @@ from tests.cli import test_families
 from tests.evaluation.tiny import frames_text, write_frames
 from tests.models.contract import ModelContract, molecule
 from tests.models.official import EMBEDDINGS, official_predict, perturb, reference_loader
-from tests.models.test_visnet import ASPIRIN, BPA, SMALL, RandomisedContract, frames, randomised
+from tests.models.test_visnet import ASPIRIN, BPA, SMALL, frames
 
 QUINNET = {**SMALL, "model": "quinnet"}
+QUINNET_FREECG = {**QUINNET, "freecg": True, "num_groups": 2}
 
 #: official parameter names -> ours (applied in order)
 RENAMES = (
@@ -43,8 +44,36 @@ STACKED = {
 }
 
 
+def randomised(config: dict, seed: int = 0) -> tensorpot.models.Potential:
+    """A model with random non-zero biases and term weights and CG weights of unit spread (the
+    zero biases and near-zero CG weights would hide terms from the tests). The noise is 0.1, not
+    ViSNet's 0.2: QuinNet's scalars are products of up to six vector features, and with 0.2
+    some draws give energies of thousands of eV, beyond the contract's absolute tolerances."""
+    model = tensorpot.build_model(config)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
+            p.add_(0.1 * noise if "group_cg" not in name else noise)
+    return model
+
+
+class RandomisedContract(ModelContract):
+    def model(self, **overrides):
+        if overrides.get("E0s") is None and "seed" not in overrides:
+            return randomised({**self.config, **overrides})
+        return tensorpot.build_model({**self.config, **overrides})
+
+
 class TestQuinNet(RandomisedContract):
     config = QUINNET
+
+
+class TestQuinNetFreeCG(RandomisedContract):
+    """QuinNet with FreeCG's layer (FreeCG spec 3.10): no official code, so the contract and the
+    reduction below are its tests."""
+
+    config = QUINNET_FREECG
 
 
 def official_quinnet(seed: int = 0, **overrides):
@@ -203,17 +232,60 @@ def test_bad_configs_are_refused(config, message):
         tensorpot.build_model(config)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"freecg": False, "num_groups": None},
+        {"attention_enhancer": False},
+        {"shuffle_shift": 0},
+        {"shuffle_shift": 4},
+        {"num_groups": 1, "num_edges_eachgroup": 16},
+    ],
+    ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_every_freecg_switch_changes_the_output(change):
+    """FreeCG's layer acts in QuinNet, and so does each of its keys."""
+    config = {**QUINNET_FREECG, "r_max": 4.0}
+    assert_changes_output(randomised(config, seed=5), {**config, **change})
+
+
+def test_quinnet_freecg_without_its_branch_is_quinnet_without_the_own_term():
+    """With the group CG's weights and the enhancer zero, QuinNet + FreeCG is QuinNet whose own
+    vector term ``C o1`` is zero: FreeCG replaces ``dv = C o1 + V`` by
+    ``dv = Shift(CG(V, C o1)) + V``, and nothing else of QuinNet changes."""
+    freecg = randomised(QUINNET_FREECG, seed=8)
+    quinnet = tensorpot.build_model(QUINNET)
+    with torch.no_grad():
+        for name, p in freecg.named_parameters():
+            if "group_cg" in name or "enhancer" in name:
+                p.zero_()
+    missing, unexpected = quinnet.load_state_dict(freecg.state_dict(), strict=False)
+    assert not missing and all("group_cg" in k or "enhancer" in k for k in unexpected)
+    atoms = molecule(9)
+    e, f = ModelContract().energy_forces(freecg, atoms)
+    assert abs(float(e - ModelContract().energy_forces(quinnet, atoms)[0])) > 1e-6
+    f_channels = QUINNET["num_channels"]
+    with torch.no_grad():
+        for layer in quinnet.layers:  # C: the third block of [A, B, C] = v W_vec
+            layer.vec_proj.weight[2 * f_channels :].zero_()
+    e2, f2 = ModelContract().energy_forces(quinnet, atoms)
+    assert abs(float(e - e2)) < 1e-10 * max(1.0, abs(float(e)))
+    assert torch.allclose(f, f2, atol=1e-10)
+
+
 def test_faithful_sets_the_official_flags():
     model = tensorpot.build_model({"model": "quinnet", "faithful": True, "num_channels": 16})
     assert model.config.smooth_vector_messages is False
     assert model.config.max_num_neighbors == 32
 
 
-@pytest.mark.parametrize("freecg", [False], ids=["quinnet"])
+@pytest.mark.parametrize("freecg", [False, True], ids=["quinnet", "quinnet+freecg"])
 def test_train_eval_and_md(freecg, tmp_path, capsys, monkeypatch):
     """The user's workflow (``tests/cli/test_families.py``'s): ``tensorpot train`` from a YAML
     file, ``tensorpot eval`` of the written model, NVE dynamics through the ASE calculator."""
     sizes = {"num_channels": 8, "num_interactions": 2, "num_heads": 2, "num_radial_basis": 8}
+    if freecg:
+        sizes = {**sizes, "num_channels": 16, "freecg": True, "num_groups": 2}
     monkeypatch.setitem(test_families.FAMILIES, "quinnet", sizes)
     five = write_frames(tmp_path / "five.xyz", frames_text(5))
     test_families.test_train_eval_and_md("quinnet", tmp_path, capsys, five)
