@@ -16,7 +16,9 @@ watchdog, at the suite's memory workload.
   ViSNet of the same size and the official FreeCG (released config), aspirin (rMD17) and
   3BPA, batch 1 and 10, float32 and float64; memory at aspirin, batch 10, float64.
 - ``visnet``: tensorpot ViSNet against PyG's ViSNet of the same size, float64.
-- ``quinnet``: the official QuinNet alone (tensorpot has no QuinNet yet).
+- ``quinnet``: tensorpot QuinNet, QuinNet + FreeCG and FreeCG (released sizes) against the
+  official QuinNet (released config), aspirin, batch 1 and 10, float32 and float64; memory at
+  aspirin, batch 10, float64.
 
     python benchmarks/run.py --suite freecg
     python benchmarks/run.py --suite peers --repeats 15
@@ -42,6 +44,7 @@ DATA = {
     "aspirin": REPO.parent / "shared" / "data" / "rmd17" / "npz" / "rmd17_aspirin_test_01.npz",
 }
 FREECG, VISNET = "tensorpot FreeCG", "tensorpot ViSNet"
+QUINNET, QUINNET_FREECG = "tensorpot QuinNet", "tensorpot QuinNet + FreeCG"
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,11 @@ SUITES = {
         memory=("aspirin", 10, "float64"),
     ),
     "quinnet": Suite(
-        lambda args: [QuinNetOfficial()], ("aspirin",), (1, 10), ("float32", "float64"),
+        lambda args: [TensorPot({"model": "quinnet"}, QUINNET),
+                      TensorPot({"model": "quinnet", "freecg": True}, QUINNET_FREECG),
+                      TensorPot({"model": "freecg"}, FREECG), QuinNetOfficial()],
+        ("aspirin",), (1, 10), ("float32", "float64"),
+        ((QUINNET, "official QuinNet"), (QUINNET_FREECG, QUINNET), (QUINNET_FREECG, FREECG)),
         memory=("aspirin", 10, "float64"),
     ),
 }  # fmt: skip
