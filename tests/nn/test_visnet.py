@@ -153,3 +153,52 @@ def test_message_functions_have_exact_first_and_second_derivatives(name):
         inputs, call = (v, y), lambda a, b: fn(a, b, neighbour)
     assert torch.autograd.gradcheck(call, inputs)
     assert torch.autograd.gradgradcheck(call, inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_group_cg_kernel_equals_the_pytorch_operations(dtype):
+    """Outside training the CPU kernel computes the group CG (8 abstract edges per group) and
+    its first derivatives, to the inputs and to the weights: the same numbers as the PyTorch
+    operations. A second derivative falls back to those operations and is exact too."""
+    from tensorpot.nn import cpu_kernel
+
+    if cpu_kernel.usable(torch.zeros(1, dtype=dtype)) is None:
+        pytest.skip("the CPU kernel is not available here")
+    cg = GroupCG(3, 8).to(dtype).eval()
+    with torch.no_grad():
+        cg.weight.normal_()
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    a, b = (features(5, 24, k).to(dtype).requires_grad_() for k in (10, 11))
+    out, ref = cg(a, b), cg.contract(a, b, cg.weight)
+    assert out.grad_fn.name().endswith("_GroupCGKernelBackward")
+    assert torch.allclose(out, ref, atol=tol)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, [a, b, cg.weight], grad, retain_graph=True)
+    theirs = torch.autograd.grad(ref, [a, b, cg.weight], grad, retain_graph=True)
+    assert all(torch.allclose(x, y, atol=tol) for x, y in zip(ours, theirs))
+    (ga,) = torch.autograd.grad(out.square().sum(), a, create_graph=True)
+    (ga_ref,) = torch.autograd.grad(ref.square().sum(), a, create_graph=True)
+    second = torch.autograd.grad(ga.sum(), [b, cg.weight])
+    second_ref = torch.autograd.grad(ga_ref.sum(), [b, cg.weight])
+    assert all(torch.allclose(x, y, atol=10 * tol) for x, y in zip(second, second_ref))
+    with torch.no_grad():  # new weights: the kernel's arrangement of them is made again
+        cg.weight.mul_(-2.0)
+    assert torch.allclose(cg(a, b), cg.contract(a, b, cg.weight), atol=2 * tol)
+    cg.train()
+    assert cg(a, b).grad_fn.name() != out.grad_fn.name()  # training: the PyTorch operations
+    assert GroupCG(6, 4).to(dtype).eval()(a, b).grad_fn.name() != out.grad_fn.name()  # E != 8
+
+
+def test_attention_enhancer_maps_atoms_before_the_gather():
+    """``sum_m Y_m (W v_j)_m + b`` is FreeCG's ``W (sum_m v_jm Y_m) + b`` (spec 3.5)."""
+    from tensorpot.nn.visnet import enhancer_logits
+
+    g = torch.Generator().manual_seed(3)
+    v = features(4, 6, 4)
+    y = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    neighbour = torch.tensor([1, 0, 3, 2, 2])
+    enhancer = torch.nn.Linear(6, 2).double()
+    with torch.no_grad():
+        enhancer.bias.normal_()
+    direct = enhancer(torch.einsum("em,emf->ef", y, v[neighbour]))
+    assert torch.allclose(enhancer_logits(enhancer, v, y, neighbour), direct, atol=1e-13)

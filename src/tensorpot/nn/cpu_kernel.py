@@ -1,6 +1,6 @@
 """tensorpot's CPU kernel: one C++ extension, built on first use.
 
-Two sources beside this module (declared in ``cpu_kernel.h``, bound in ``cpu_kernel.cpp``):
+Three sources beside this module (declared in ``cpu_kernel.h``, bound in ``cpu_kernel.cpp``):
 
 - ``convolution_kernel.cpp``: what :class:`tensorpot.nn.convolution._Convolution` computes with
   PyTorch operations, and its first derivatives, in one loop over the edges that forms every
@@ -8,7 +8,10 @@ Two sources beside this module (declared in ``cpu_kernel.h``, bound in ``cpu_ker
   over nodes;
 - ``matmul_kernel.cpp``: the products of the radial MLP (:func:`tensorpot.nn.radial.matmul`),
   a tall ``[M, K]`` by a small ``[K, N]`` with ``K, N <= 64``, on which a general BLAS runs
-  below its speed.
+  below its speed;
+- ``group_cg_kernel.cpp``: FreeCG's group CG (:class:`tensorpot.nn.visnet.GroupCG`) for 8
+  abstract edges per group, whose many small contractions PyTorch runs as batched products of
+  a few rows each.
 
 The measured speed-ups are in docs/benchmarks/scaling.md (``benchmarks/breakdown.py``). The
 extension is compiled with the C++ compiler PyTorch uses for extensions
@@ -67,7 +70,12 @@ except ImportError:  # Windows
 
 SOURCES = [
     Path(__file__).with_name(f)
-    for f in ("cpu_kernel.cpp", "convolution_kernel.cpp", "matmul_kernel.cpp")
+    for f in (
+        "cpu_kernel.cpp",
+        "convolution_kernel.cpp",
+        "matmul_kernel.cpp",
+        "group_cg_kernel.cpp",
+    )
 ]
 HEADERS = [Path(__file__).with_name("cpu_kernel.h")]
 FLAGS = ["-O3", "-march=native"]

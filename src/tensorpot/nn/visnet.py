@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tensorpot.nn import cpu_kernel
 from tensorpot.tensors.spherical import gaunt
 
 #: the couplings of degree 1 (odd) and 2 (even) features into degrees 1 and 2 that parity
@@ -229,6 +230,16 @@ class _NeighbourHarmonicDot(torch.autograd.Function):
         return grad_v, grad_y, None
 
 
+def enhancer_logits(enhancer: nn.Linear, v: Tensor, y: Tensor, neighbour: Tensor) -> Tensor:
+    """FreeCG's attention enhancer (spec 3.5): ``W (sum_m v_jm Y_m) + b`` per edge, ``[E, H]``,
+    from ``v [N, 8, F]``, ``Y [E, 8]`` and the linear map ``W [H, F]``, ``b [H]``.
+
+    Computed as ``sum_m Y_m (W v_j)_m + b``: ``W`` maps the atoms' ``[N, 8, F]`` to
+    ``[N, 8, H]`` before the gather, rather than each edge's ``[8, F]`` gather to ``[F]``."""
+    projected = F.linear(v, enhancer.weight).index_select(0, neighbour)  # [E, 8, H]
+    return (projected * y.unsqueeze(-1)).sum(dim=1) + enhancer.bias
+
+
 class GroupCG(nn.Module):
     r"""FreeCG's group CG transform of abstract edges (spec 3.3).
 
@@ -254,6 +265,7 @@ class GroupCG(nn.Module):
         e = edges_per_group
         self.weight = nn.Parameter(torch.empty(1, num_groups, len(SPARSE_PATHS) * e**3))
         nn.init.xavier_uniform_(self.weight)
+        self._arranged: tuple | None = None  # (weights' identity, the kernel's arrangement)
         for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
             alpha = math.sqrt((2 * l3 + 1) / (2 * e * e))
             self.register_buffer(f"cg{k}", gaunt(l1, l2, l3).float() * alpha, persistent=False)
@@ -268,13 +280,41 @@ class GroupCG(nn.Module):
             setattr(self, f"cg{k}", exact.to(device=buffer.device, dtype=buffer.dtype))
         return self
 
+    def coefficients(self) -> list[Tensor]:
+        """The four coupling tensors, scaled by ``alpha_l3``, in the module's dtype."""
+        return [getattr(self, f"cg{k}") for k in range(len(SPARSE_PATHS))]
+
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """``a, b [N, 8, F]`` -> ``[N, 8, F]``."""
+        """``a, b [N, 8, F]`` -> ``[N, 8, F]``.
+
+        Outside training, on the CPU and with 8 abstract edges per group, the CPU kernel
+        (:mod:`tensorpot.nn.cpu_kernel`) computes it and its first derivatives; training, which
+        differentiates the forces again, runs the PyTorch operations of :meth:`contract`.
+        """
+        kernel = None
+        if not self.training and self.edges == 8:
+            kernel = cpu_kernel.usable(a, b, self.weight)
+        if kernel is None:
+            return self.contract(a, b, self.weight)
+        return _GroupCGKernel.apply(a, b, self.weight, self, kernel)
+
+    def arranged(self, kernel) -> Tensor:
+        """The weights as the kernel reads them (``group_cg_weights``), made again only when
+        the weights change."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype)
+        if self._arranged is None or self._arranged[0] != key:
+            with torch.no_grad():
+                self._arranged = (key, kernel.group_cg_weights(w, self.coefficients(), self.groups))
+        return self._arranged[1]
+
+    def contract(self, a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
+        """The transform as PyTorch operations (differentiable to any order)."""
         n = a.shape[0]
         g, e = self.groups, self.edges
         a = a.reshape(n, 8, g, e)
         b = b.reshape(n, 8, g, e)
-        w = self.weight.reshape(g, len(SPARSE_PATHS), e, e, e)
+        w = weight.reshape(g, len(SPARSE_PATHS), e, e, e)
         out = {1: None, 2: None}
         for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
             cg = getattr(self, f"cg{k}")
@@ -282,6 +322,35 @@ class GroupCG(nn.Module):
             term = torch.einsum("ncguv,guvw->ncgw", pair, w[:, k])
             out[l3] = term if out[l3] is None else out[l3] + term
         return torch.cat([out[1], out[2]], dim=1).reshape(n, 8, g * e)
+
+
+class _GroupCGKernel(torch.autograd.Function):
+    """:class:`GroupCG` in the CPU kernel. A derivative of its derivative (training on forces,
+    a Hessian) falls back to the PyTorch operations, recomputed from the saved inputs."""
+
+    @staticmethod
+    def forward(ctx, a, b, weight, module, kernel):
+        ctx.module, ctx.kernel = module, kernel
+        ctx.save_for_backward(a, b, weight)
+        arranged = module.arranged(kernel)
+        return kernel.group_cg_forward(a, b, arranged, module.coefficients(), module.groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # this derivative will be differentiated: PyTorch operations
+            inputs = [t for t, n in zip((a, b, weight), need) if n]
+            with torch.enable_grad():
+                out = ctx.module.contract(a, b, weight)
+            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+            return (*(next(grads) if n else None for n in need), None, None)
+        module = ctx.module
+        ga, gb, gw = ctx.kernel.group_cg_backward(
+            a, b, module.arranged(ctx.kernel), module.coefficients(), module.groups, grad, *need
+        )
+        return (ga if need[0] else None, gb if need[1] else None, gw if need[2] else None,
+                None, None)  # fmt: skip
 
 
 class ViSMP(nn.Module):
@@ -357,8 +426,8 @@ class ViSMP(nn.Module):
 
         # index_select, not x[index]: its backward is an index_add, not a sorting index_put
         logits = (q.index_select(0, centre) * k.index_select(0, neighbour) * dk).sum(dim=-1)
-        if self.enhancer is not None:  # sum_m v_jm Y_m, [E, F]
-            logits = logits + self.enhancer(_NeighbourHarmonicDot.apply(v, y, neighbour))
+        if self.enhancer is not None:
+            logits = logits + enhancer_logits(self.enhancer, v, y, neighbour)
         attention = F.silu(logits) * cutoff  # [E, H]
         m = (s.index_select(0, neighbour) * dv * attention.unsqueeze(-1)).reshape(-1, c)
         s1, s2 = torch.split(F.silu(self.s_proj(m)), c, dim=-1)
