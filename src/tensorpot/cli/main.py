@@ -1,4 +1,4 @@
-"""The ``tensorpot`` command: ``train``, ``eval`` and ``plot``.
+"""The ``tensorpot`` command: ``train``, ``eval``, ``md``, ``plot`` and ``bench``.
 
 It parses arguments and calls library functions. A :class:`~tensorpot.errors.TensorPotError`
 or a missing/existing file is reported as one line ``tensorpot: error: <message>`` with exit
@@ -91,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
+    _add_md_parser(sub.add_parser(
+        "md",
+        parents=[common],
+        allow_abbrev=False,
+        help="molecular dynamics with a model (NVE, NVT, NPT): trajectory, log and report",
+        description="Molecular dynamics through ASE from a structure or a trajectory's last "
+        "frame; writes an extxyz trajectory, a CSV log and a JSON report (docs/md.md).",
+    ))  # fmt: skip
+
     plot = sub.add_parser(
         "plot",
         parents=[common],
@@ -126,6 +135,47 @@ def _parser() -> argparse.ArgumentParser:
         "family's (repeatable)",
     )
     return parser
+
+
+def _add_md_parser(md: argparse.ArgumentParser) -> None:
+    md.add_argument("--model", required=True, help="model file written by tensorpot")
+    start = md.add_mutually_exclusive_group(required=True)
+    start.add_argument("--structure", help="starting structure (extxyz or any ASE format)")
+    start.add_argument("--restart", help="continue from this trajectory's last frame")
+    md.add_argument("--frame", type=int, default=0, help="frame of --structure (default 0)")
+    md.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve")
+    md.add_argument("--thermostat", choices=["langevin", "nose-hoover"], default="langevin")
+    length = md.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=_positive_int, help="number of time steps")
+    length.add_argument("--time", type=float, help="simulated time (ps)")
+    for flag, default, text in [
+        ("--timestep", 0.5, "time step (fs)"),
+        ("--temperature", 300.0, "target and initial temperature (K)"),
+        ("--friction", 0.01, "Langevin friction (1/fs)"),
+        ("--tdamp", None, "Nose-Hoover/MTK thermostat time (fs; default 100 steps)"),
+        ("--pressure", 1.0, "NPT pressure (bar)"),
+        ("--pdamp", None, "NPT barostat time (fs; default 1000 steps)"),
+    ]:
+        md.add_argument(flag, type=float, default=default, help=text)
+    md.add_argument("--seed", type=int, default=0, help="seed of velocities and Langevin noise")
+    md.add_argument("--velocities", choices=["maxwell-boltzmann", "file", "zero"],
+                    default="maxwell-boltzmann", help="initial velocities")  # fmt: skip
+    md.add_argument("--traj-interval", type=_positive_int, default=10, help="steps per frame")
+    md.add_argument("--log-interval", type=_positive_int, default=10, help="steps per log line")
+    md.add_argument("--trajectory", help="extxyz trajectory (default: md.xyz, or the --restart "
+                    "trajectory, which only --append writes to)")  # fmt: skip
+    md.add_argument("--log", help="CSV log (default: <trajectory stem>.log.csv)")
+    md.add_argument("--report", help="JSON report (default: <trajectory stem>.report.json)")
+    md.add_argument("--append", action="store_true",
+                    help="continue the --restart trajectory in place (it and its log)")  # fmt: skip
+    md.add_argument("--reference", help="reference trajectory of the stability criteria")
+    md.add_argument("--rdf", action="store_true", help="RDF and its criterion (periodic cells)")
+    md.add_argument("--rdf-rmax", type=float, default=6.0, help="RDF range (Å)")
+    md.add_argument("--rdf-bins", type=_positive_int, default=300)
+    md.add_argument("--rdf-window", type=float, default=1.0, help="RDF window (ps)")
+    md.add_argument("--rdf-threshold", type=float, default=1.0, help="largest window RDF MAE")
+    md.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    md.add_argument("--dtype", choices=["float32", "float64"], help="default: the model's")
 
 
 def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
@@ -190,6 +240,33 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md(args: argparse.Namespace) -> int:
+    from tensorpot.dynamics import MDFiles, MDSettings, RDFSettings, run_md, steps_for
+
+    steps = args.steps if args.time is None else steps_for(args.time, args.timestep)
+    names = ["ensemble", "timestep", "temperature", "thermostat", "friction", "tdamp",
+             "pressure", "pdamp", "velocities", "seed"]  # fmt: skip
+    settings = MDSettings(steps=steps, trajectory_interval=args.traj_interval,
+                          log_interval=args.log_interval,
+                          **{name: getattr(args, name) for name in names})  # fmt: skip
+    rdf = None
+    if args.rdf:
+        rdf = RDFSettings(args.rdf_rmax, args.rdf_bins, args.rdf_window, args.rdf_threshold)
+    trajectory = args.trajectory or args.restart or "md.xyz"
+    files = MDFiles.beside(trajectory, args.log, args.report)
+    report = run_md(args.model, settings, files, structure=args.structure, frame=args.frame,
+                    restart=args.restart, append=args.append, reference=args.reference, rdf=rdf,
+                    device=args.device, dtype=args.dtype, progress=sys.stderr.isatty())  # fmt: skip
+    print(report.format())
+    for label, path in report.files.items():
+        print(f"tensorpot: wrote {label} to {path}", file=sys.stderr)
+    if report.stopped != "completed":
+        print(f"tensorpot: interrupted ({report.stopped}) after {report.steps_run} steps; "
+              f"--restart {files.trajectory} --append continues it", file=sys.stderr)  # fmt: skip
+        return 130
+    return 0
+
+
 def _pairs(flag: str, items: list[str]) -> dict[str, str]:
     """``["a=b", ...]`` -> ``{"a": "b", ...}``; anything else is a ConfigError."""
     from tensorpot.errors import ConfigError
@@ -238,7 +315,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "bench": _bench}
+COMMANDS = {"train": _train, "eval": _eval, "md": _md, "plot": _plot, "bench": _bench}
 #: commands that keep freed memory for reuse (tensorpot.allocator); ``bench`` measures with the
 #: C library's defaults, as the scripts under benchmarks/ do unless given --retain-memory
 RETAIN_MEMORY_COMMANDS = ("train", "eval")
