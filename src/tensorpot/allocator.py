@@ -11,9 +11,10 @@ fcc-sizes`` prints both, with this setting under ``--retain-memory``; a property
 machine's paging, it is measured there rather than tested). :func:`retain_freed_memory` turns
 both off: blocks come from the heap and freed memory stays there for the next call (after a
 call or two, while the heap settles, the faults stop). The process keeps its peak resident
-memory after a large call (and may hold a little more, through fragmentation), which is why
-this is a choice of the program (the ``tensorpot train`` and ``eval`` commands make it) rather
-than of importing the library.
+memory after a large call (and may hold a little more, through fragmentation), and every later
+allocation of the process, the caller's included, follows these settings: it is a choice of the
+program, never made by importing or calling the library. The ``tensorpot train``, ``eval`` and
+``md`` commands make it when given ``--retain-memory``.
 """
 
 from __future__ import annotations

@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    memory = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    memory.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="let glibc keep freed memory in the process (tensorpot.allocator): pays for "
+        "large periodic cells; the process keeps its peak memory",
+    )
     parser = argparse.ArgumentParser(
         prog="tensorpot",
         description="Train and evaluate machine-learned interatomic potentials.",
@@ -43,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        parents=[common],
+        parents=[common, memory],
         allow_abbrev=False,
         help="train a model from a YAML config",
         description="Train a model. Overrides: key=value or --key=value (e.g. "
@@ -54,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        parents=[common],
+        parents=[common, memory],
         allow_abbrev=False,
         help="error table (and predictions) of a model on a data file",
         description="Predict with a model and print its Markdown error table on the labels "
@@ -93,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_md_parser(sub.add_parser(
         "md",
-        parents=[common],
+        parents=[common, memory],
         allow_abbrev=False,
         help="molecular dynamics with a model (NVE, NVT, NPT): trajectory, log and report",
         description="Molecular dynamics through ASE from a structure or a trajectory's last "
@@ -316,9 +323,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _train, "eval": _eval, "md": _md, "plot": _plot, "bench": _bench}
-#: commands that keep freed memory for reuse (tensorpot.allocator); ``bench`` measures with the
-#: C library's defaults, as the scripts under benchmarks/ do unless given --retain-memory
-RETAIN_MEMORY_COMMANDS = ("train", "eval")
 
 
 def _one_line(err: BaseException) -> str:
@@ -348,8 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    if args.command in RETAIN_MEMORY_COMMANDS:
-        retain_freed_memory()  # large temporaries reused, not page-faulted on every call
+    if getattr(args, "retain_memory", False):  # opt-in: it changes malloc for the process
+        retain_freed_memory()
     try:
         with warnings.catch_warnings():
             if not args.debug:  # one line per warning, as errors are shown
