@@ -43,7 +43,8 @@ def require_matplotlib() -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
     except ImportError:
         raise TensorPotError(
-            "plotting needs matplotlib: pip install -c constraints.txt matplotlib"
+            "plotting needs matplotlib, the 'plot' extra: pip install -c constraints.txt "
+            "'tensorpot[plot]' (or matplotlib)"
         ) from None
     return matplotlib
 
