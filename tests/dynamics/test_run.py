@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ase import Atoms, units
 
-from tensorpot.dynamics import MDFiles, MDSettings, run_md
+from tensorpot.dynamics import MDFiles, MDSettings, RDFSettings, run_md
 from tensorpot.errors import ConfigError, DataError
 from tensorpot.evaluation.evaluate import OutputExistsError
 
@@ -41,13 +41,18 @@ def test_nve_conserves_energy_while_kinetic_and_potential_trade(tmp_path, model,
     assert frames[-1].get_forces().shape == (27, 3)
 
 
+def write_gas(path):
+    """27 carbon atoms on a grid 5 Å apart in a periodic 15 Å box."""
+    grid = np.stack(np.meshgrid(*[np.arange(3) * 5.0 + 2.5] * 3), axis=-1).reshape(-1, 3)
+    ase.io.write(path, Atoms("C27", positions=grid, cell=[15.0] * 3, pbc=True))
+    return path
+
+
 def test_langevin_heats_a_gas_to_the_target_temperature(tmp_path, model):
     """27 carbon atoms 5 Å apart (beyond most of the 4 Å cutoff), at rest: only the thermostat
     heats them; with 0.1/fs the kinetic energy relaxes in 5 fs, so the mean from 10 fs on is
     the target (a friction off by ASE's time unit, 10x slower, would give about half)."""
-    grid = np.stack(np.meshgrid(*[np.arange(3) * 5.0 + 2.5] * 3), axis=-1).reshape(-1, 3)
-    gas = tmp_path / "gas.xyz"
-    ase.io.write(gas, Atoms("C27", positions=grid, cell=[15.0] * 3, pbc=True))
+    gas = write_gas(tmp_path / "gas.xyz")
     settings = MDSettings(steps=200, ensemble="nvt", timestep=0.5, temperature=500.0,
                           friction=0.1, velocities="zero", seed=7, log_interval=2,
                           trajectory_interval=200)  # fmt: skip
@@ -65,6 +70,20 @@ def test_nose_hoover_and_npt_refused_without_a_cell(tmp_path, model, molecule_fi
     with pytest.raises(ConfigError, match=rf"{molecule_file}: NPT needs a cell periodic"):
         run_md(model, npt, MDFiles.beside(tmp_path / "npt.xyz"), structure=molecule_file)
     assert not (tmp_path / "npt.xyz").exists()
+
+
+def test_npt_of_a_periodic_cell_with_its_rdf(tmp_path, model):
+    gas = write_gas(tmp_path / "gas.xyz")
+    settings = MDSettings(steps=4, ensemble="npt", timestep=0.5, pressure=1e4, log_interval=1)
+    rdf = RDFSettings(r_max=5.0, bins=10, window=0.001, threshold=0.5)
+    files = MDFiles.beside(tmp_path / "npt.xyz")
+    report = run_md(model, settings, files, structure=gas, reference=gas, rdf=rdf)
+    assert report.integrator in ("IsotropicMTKNPT", "NPTBerendsen") and report.steps_run == 4
+    volume = np.genfromtxt(files.log, delimiter=",", names=True)["volume_A3"]
+    assert volume[0] == pytest.approx(15.0**3) and np.isfinite(volume).all()
+    assert set(report.rdf.rdf) == {"all", "C-C"} and report.rdf.rdf["C-C"].shape == (10,)
+    assert len(report.rdf.window_errors) == 2  # windows of 1 fs over 2 fs of samples
+    assert report.rdf.window_errors[0][1] < 0.5 and report.rdf.collapse_time is None
 
 
 def stop_at(step: int, signum: int):
