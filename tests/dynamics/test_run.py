@@ -9,6 +9,7 @@ import signal
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase import Atoms, units
 
 from tensorpot.dynamics import MDFiles, MDSettings, RDFSettings, run_md
@@ -64,8 +65,10 @@ def test_langevin_heats_a_gas_to_the_target_temperature(tmp_path, model):
 
 def test_nose_hoover_and_npt_refused_without_a_cell(tmp_path, model, molecule_file):
     nh = MDSettings(steps=4, ensemble="nvt", thermostat="nose-hoover", temperature=300.0)
-    report = run_md(model, nh, MDFiles.beside(tmp_path / "nh.xyz"), structure=molecule_file)
+    report = run_md(model, nh, MDFiles.beside(tmp_path / "nh.xyz"), structure=molecule_file,
+                    dtype="float32")  # fmt: skip
     assert report.integrator == "NoseHooverChainNVT" and report.steps_run == 4
+    assert model.dtype == torch.float64  # the caller's model is not cast
     npt = MDSettings(steps=4, ensemble="npt")
     with pytest.raises(ConfigError, match=rf"{molecule_file}: NPT needs a cell periodic"):
         run_md(model, npt, MDFiles.beside(tmp_path / "npt.xyz"), structure=molecule_file)

@@ -11,6 +11,7 @@ ones restored after it.
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -135,7 +136,7 @@ def run_md(
         raise ConfigError(f"{source}: {err}") from None
     if rdf is not None and not is_bulk(atoms):
         raise ConfigError(f"{source}: an RDF needs a cell periodic in all three directions")
-    first = read_first_frame(restart) if restart is not None else atoms.copy()
+    first = _first_frame(restart, atoms) if restart is not None else atoms.copy()
     ref = _reference(reference, atoms) if reference is not None else None
     bonds = BondMonitor(first, ref)
     rdfs = RDFMonitor(rdf, ref) if rdf else None
@@ -180,7 +181,7 @@ def _potential(model, dtype: str | None) -> Potential:
     if dtype is not None:
         if dtype not in ("float32", "float64"):
             raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
-        model = model.to(getattr(torch, dtype))
+        model = copy.deepcopy(model).to(getattr(torch, dtype))  # the caller's model unchanged
     if not model.has_energy:
         raise ConfigError("the model has no energy output: MD needs energies and forces")
     return model
@@ -212,6 +213,14 @@ def _initial_velocities(atoms: Atoms, settings: MDSettings, start: StartState, s
     scale = np.sqrt(atoms.get_masses() * units.kB * settings.temperature)[:, None]
     atoms.set_momenta(rng.standard_normal((len(atoms), 3)) * scale)
     Stationary(atoms)  # zero total momentum, the temperature kept
+
+
+def _first_frame(path, atoms: Atoms) -> Atoms:
+    """The first frame of a trajectory whose last frame is ``atoms``."""
+    first = read_first_frame(path)
+    if len(first) != len(atoms) or (first.numbers != atoms.numbers).any():
+        raise DataError("its first and last frames hold different atoms", str(path))
+    return first
 
 
 def _reference(path, atoms: Atoms) -> list[Atoms]:
