@@ -309,7 +309,10 @@ class GroupCG(nn.Module):
         return self._arranged[1]
 
     def contract(self, a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
-        """The transform as PyTorch operations (differentiable to any order)."""
+        """The transform as PyTorch operations (differentiable to any order), in the kernel's
+        order: the weights with the operand of fewer components first, then the other operand,
+        then the coupling coefficients (fewer products than forming every pair ``(u, v)``
+        first)."""
         n = a.shape[0]
         g, e = self.groups, self.edges
         a = a.reshape(n, 8, g, e)
@@ -318,8 +321,14 @@ class GroupCG(nn.Module):
         out = {1: None, 2: None}
         for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
             cg = getattr(self, f"cg{k}")
-            pair = torch.einsum("abc,nagu,nbgv->ncguv", cg, a[:, _DEGREE[l1]], b[:, _DEGREE[l2]])
-            term = torch.einsum("ncguv,guvw->ncgw", pair, w[:, k])
+            x, y = a[:, _DEGREE[l1]], b[:, _DEGREE[l2]]
+            if l2 <= l1:  # [N, n2, G, u, w], then [N, n1, n2, G, w]
+                yw = torch.einsum("njgv,guvw->njguw", y, w[:, k])
+                pairs = torch.einsum("nigu,njguw->nijgw", x, yw)
+            else:
+                xw = torch.einsum("nigu,guvw->nigvw", x, w[:, k])
+                pairs = torch.einsum("njgv,nigvw->nijgw", y, xw)
+            term = torch.einsum("ijc,nijgw->ncgw", cg, pairs)
             out[l3] = term if out[l3] is None else out[l3] + term
         return torch.cat([out[1], out[2]], dim=1).reshape(n, 8, g * e)
 
@@ -411,19 +420,34 @@ class ViSMP(nn.Module):
         y: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
         """``x [N, F]``, ``v [N, 8, F]``, ``f [E, F]``; edges ``centre``, ``neighbour`` [E],
-        lengths ``d [E]`` and harmonics ``y [E, 8]`` (zero on self-loops)."""
-        n, c, h = x.shape[0], self.channels, self.heads
+        lengths ``d [E]`` and harmonics ``y [E, 8]`` (zero on self-loops).
+
+        ``dx = s o2 + o3`` and ``df`` with the runtime geometry ``(s, df)`` of :meth:`geometry`
+        (a subclass adds its own terms there), ``dv`` of :meth:`vector_update`."""
+        c = self.channels
         x = self.layernorm(x)
         v = self.vec_layernorm(v)
+        cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
+        messages, vectors = self.messages(x, v, f, centre, neighbour, cutoff, y)
+        o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
+        v1, v2, v3 = torch.split(self.vec_proj(v), c, dim=-1)
+        dv = self.vector_update(v3 * o1.unsqueeze(1), vectors)
+        scalars, df = self.geometry(v, v1, v2, f, centre, neighbour, cutoff)
+        return scalars * o2 + o3, dv, df
+
+    def messages(
+        self, x: Tensor, v: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor,
+        cutoff: Tensor, y: Tensor,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """The attention-weighted scalar messages ``M_i [N, F]`` and the vector messages (the
+        abstract edges) ``V_i = sum_j v_j s1_ij + Y_ij s2_ij`` ``[N, 8, F]``, from the normed
+        ``x``, ``v`` and the cutoff ``f_c(d) [E, 1]``."""
+        n, c, h = x.shape[0], self.channels, self.heads
         q = self.q_proj(x).reshape(n, h, -1)
         k = self.k_proj(x).reshape(n, h, -1)
         s = self.v_proj(x).reshape(n, h, -1)
         dk = F.silu(self.dk_proj(f)).reshape(-1, h, c // h)
         dv = F.silu(self.dv_proj(f)).reshape(-1, h, c // h)
-        v1, v2, v3 = torch.split(self.vec_proj(v), c, dim=-1)
-        vec_dot = (v1 * v2).sum(dim=1)  # [N, F], runtime geometry
-        cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
-
         # index_select, not x[index]: its backward is an index_add, not a sorting index_put
         logits = (q.index_select(0, centre) * k.index_select(0, neighbour) * dk).sum(dim=-1)
         if self.enhancer is not None:
@@ -434,25 +458,34 @@ class ViSMP(nn.Module):
         if self.smooth:  # mu f_c, applied to the [E, F] gates rather than to mu [E, 8, F]
             s1, s2 = s1 * cutoff, s2 * cutoff
         messages = torch.zeros_like(x).index_add_(0, centre, m)
-        # the abstract edges V_i = sum_j mu_ij, mu_ij = v_j s1 + Y s2
         vectors = _NeighbourScaled.apply(v, s1, centre, neighbour)
         vectors = vectors.index_add(0, centre, y.unsqueeze(-1) * s2.unsqueeze(1))
+        return messages, vectors
 
-        o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
-        dx = vec_dot * o2 + o3
-        own = v3 * o1.unsqueeze(1)
+    def vector_update(self, own: Tensor, vectors: Tensor) -> Tensor:
+        """``dv``: ViSNet's ``C o1 + V``; with FreeCG's layer ``Shift(GroupCG(V, C o1)) + V``."""
         if self.group_cg is None:
-            dv = own + vectors
-        else:
-            dv = torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
-        if self.last:
-            return dx, dv, None
-        # The dihedral term sum_m Rej(a_i, Y)_m Rej(b_j, -Y)_m equals a_i . b_j + (|Y|^2 - 2)
-        # (Y . a_i)(Y . b_j), and |Y|^2 = 2 (real edges) or Y = 0 (self-loops): the rejections
-        # cancel, in the official code too, and the term is the plain product.
+            return own + vectors
+        return torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
+
+    def geometry(
+        self, v: Tensor, v1: Tensor, v2: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor,
+        cutoff: Tensor,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """The runtime geometry: the scalar ``<v P1, v P2> [N, F]`` (angles) that multiplies
+        ``o2``, and the edge update ``df [E, F]`` (:meth:`dihedral`; None in the last layer)."""
+        angles = (v1 * v2).sum(dim=1)
+        return angles, (None if self.last else self.dihedral(v, f, centre, neighbour))
+
+    def dihedral(self, v: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor) -> Tensor:
+        """ViSNet's edge update ``SiLU(W f + b) <v_i W_t, v_j W_s>`` ``[E, F]``.
+
+        The official dihedral term ``sum_m Rej(a_i, Y)_m Rej(b_j, -Y)_m`` equals ``a_i . b_j +
+        (|Y|^2 - 2)(Y . a_i)(Y . b_j)``, and ``|Y|^2 = 2`` (real edges) or ``Y = 0``
+        (self-loops): the rejections cancel, in the official code too, and the term is the
+        plain product."""
         dot = _EdgeDot.apply(self.w_trg_proj(v), self.w_src_proj(v), centre, neighbour)
-        df = F.silu(self.f_proj(f)) * dot
-        return dx, dv, df
+        return F.silu(self.f_proj(f)) * dot
 
 
 class GatedEquivariantBlock(nn.Module):
