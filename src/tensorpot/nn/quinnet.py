@@ -25,16 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from tensorpot.nn.visnet import (
-    GroupCG,
-    VectorNorm,
-    ViSMP,
-    _EdgeDot,
-    _NeighbourHarmonicDot,
-    _NeighbourScaled,
-    cosine_cutoff,
-    linear,
-)
+from tensorpot.nn.visnet import ViSMP, _EdgeDot, linear
 
 
 def rejection(a: Tensor, b: Tensor) -> Tensor:
@@ -109,7 +100,8 @@ class ManyBodyEdgeTerms(nn.Module):
 
 class QuinMP(ViSMP):
     r"""One QuinNet layer (spec 3): a :class:`~tensorpot.nn.visnet.ViSMP` (its attention,
-    messages, vector messages, enhancer and group CG, its weights) with QuinNet's scalars.
+    messages, vector messages, enhancer and group CG, its weights) whose runtime geometry
+    (:meth:`geometry`) has QuinNet's scalars and edge terms.
 
     .. math::
 
@@ -127,26 +119,15 @@ class QuinMP(ViSMP):
     ``smooth`` multiplies the vector messages (as in ViSMP) and the edge terms' sums by
     ``f_c(d)``, so that energy and forces stay continuous when a neighbour crosses ``r_max``; the
     edge terms ``df`` themselves are not cut (an edge's feature only acts on that edge, whose
-    messages are cut). Arguments as :class:`~tensorpot.nn.visnet.ViSMP`'s.
+    messages are cut). Arguments as :class:`~tensorpot.nn.visnet.ViSMP`'s (``options``: its
+    ``vecnorm``, ``enhancer``, ``group_cg``, ``shuffle_shift`` and ``smooth``).
     """
 
     def __init__(
-        self,
-        num_channels: int,
-        num_heads: int,
-        r_max: float,
-        last: bool = False,
-        vecnorm: VectorNorm | None = None,
-        enhancer: bool = False,
-        group_cg: GroupCG | None = None,
-        shuffle_shift: int = 0,
-        smooth: bool = True,
+        self, num_channels: int, num_heads: int, r_max: float, last: bool = False, **options
     ):
         # ViSMP's edge-update weights are e_5's, which every QuinNet layer uses
-        super().__init__(
-            num_channels, num_heads, r_max, last=False, vecnorm=vecnorm, enhancer=enhancer,
-            group_cg=group_cg, shuffle_shift=shuffle_shift, smooth=smooth,
-        )  # fmt: skip
+        super().__init__(num_channels, num_heads, r_max, last=False, **options)
         self.last = last
         self.node_geometry = NodeGeometry(num_channels)
         self.edge_terms = ManyBodyEdgeTerms(num_channels)
@@ -162,54 +143,20 @@ class QuinMP(ViSMP):
             group_cg=layer.group_cg, shuffle_shift=layer.shuffle_shift, smooth=layer.smooth,
         )  # fmt: skip
 
-    def forward(
-        self, x: Tensor, v: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor, d: Tensor,
-        y: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
-        """``x [N, F]``, ``v [N, 8, F]``, ``f [E, F]``; edges ``centre``, ``neighbour`` [E],
-        lengths ``d [E]`` and harmonics ``y [E, 8]`` (zero on self-loops). Returns
-        ``(dx [N, F], dv [N, 8, F], df [E, F] or None)``."""
-        n, c, h = x.shape[0], self.channels, self.heads
-        x = self.layernorm(x)
-        v = self.vec_layernorm(v)
-        q = self.q_proj(x).reshape(n, h, -1)
-        k = self.k_proj(x).reshape(n, h, -1)
-        s = self.v_proj(x).reshape(n, h, -1)
-        dk = F.silu(self.dk_proj(f)).reshape(-1, h, c // h)
-        dv = F.silu(self.dv_proj(f)).reshape(-1, h, c // h)
-        cutoff = cosine_cutoff(d, self.r_max).unsqueeze(-1)  # [E, 1]
-
-        # ViS-MP's attention and messages (ViSMP.forward)
-        logits = (q.index_select(0, centre) * k.index_select(0, neighbour) * dk).sum(dim=-1)
-        if self.enhancer is not None:
-            logits = logits + self.enhancer(_NeighbourHarmonicDot.apply(v, y, neighbour))
-        attention = F.silu(logits) * cutoff  # [E, H]
-        m = (s.index_select(0, neighbour) * dv * attention.unsqueeze(-1)).reshape(-1, c)
-        s1, s2 = torch.split(F.silu(self.s_proj(m)), c, dim=-1)
-        if self.smooth:
-            s1, s2 = s1 * cutoff, s2 * cutoff
-        messages = torch.zeros_like(x).index_add_(0, centre, m)
-        vectors = _NeighbourScaled.apply(v, s1, centre, neighbour)
-        vectors = vectors.index_add(0, centre, y.unsqueeze(-1) * s2.unsqueeze(1))
-        o1, o2, o3 = torch.split(self.o_proj(messages), c, dim=-1)
-        v1, v2, v3 = torch.split(self.vec_proj(v), c, dim=-1)
-        own = v3 * o1.unsqueeze(1)
-        if self.group_cg is None:
-            dv = own + vectors
-        else:
-            dv = torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
-
-        # QuinNet's scalars: T_1, T_2, T_6 of the atom, T_3..T_5 summed over its edges
+    def geometry(
+        self, v: Tensor, v1: Tensor, v2: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor,
+        cutoff: Tensor,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """QuinNet's runtime geometry: ``sum_k r_k T_k [N, F]`` (which multiplies ``o2``) and
+        ``df = e3 + e4 + e5 [E, F]`` (None in the last layer), from the normed ``v [N, 8, F]``,
+        ``A = v1``, ``B = v2`` and the cutoff ``f_c(d) [E, 1]``."""
         r = self.term_weights
         normal, t2, t6 = self.node_geometry(v)
         e3, e4 = self.edge_terms(normal, f, centre, neighbour)
-        e5 = F.silu(self.f_proj(f)) * _EdgeDot.apply(
-            self.w_trg_proj(v), self.w_src_proj(v), centre, neighbour
-        )  # ViSNet's dihedral term (its rejections cancel: see ViSMP.forward)
+        e5 = self.dihedral(v, f, centre, neighbour)
         summed = r[2] * e3 + r[3] * e4 + r[4] * e5
         if self.smooth:
             summed = summed * cutoff
         scalars = r[0] * (v1 * v2).sum(dim=1) + r[1] * t2 + r[5] * t6
-        scalars = scalars.index_add(0, neighbour, summed)
-        dx = scalars * o2 + o3
-        return dx, dv, (None if self.last else e3 + e4 + e5)
+        scalars = scalars.index_add(0, neighbour, summed)  # T_3..T_5 at the neighbour
+        return scalars, (None if self.last else e3 + e4 + e5)
