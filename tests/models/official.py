@@ -98,3 +98,17 @@ def official_predict(model, loader, structures):
     with loader.default_dtype(torch.float64):
         energy, forces = model(Data(z=z, pos=pos.clone(), batch=batch))
     return energy.detach()[:, 0], forces.detach()
+
+
+def relative_errors(ours, official, loader, structures) -> tuple[float, float]:
+    """``(worst relative energy error, worst force error / max force)`` of tensorpot's model
+    ``ours`` (in eval mode, as a calculator runs it) against the official ``official`` (a
+    callable of a PyG ``Data``) on ASE structures, in float64."""
+    from tests.models.contract import ModelContract
+
+    e_ref, f_ref = official_predict(official, loader, structures)
+    out = ModelContract.predict(ours.eval(), structures)
+    e, f = out.energy.detach(), out.forces.detach()
+    e_err = float(((e - e_ref).abs() / e_ref.abs()).max())
+    f_err = float((f - f_ref).abs().max() / f_ref.abs().max())
+    return e_err, f_err

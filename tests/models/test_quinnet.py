@@ -17,7 +17,7 @@ from tensorpot.errors import ConfigError
 from tests.cli import test_families
 from tests.evaluation.tiny import frames_text, write_frames
 from tests.models.contract import ModelContract, molecule
-from tests.models.official import EMBEDDINGS, official_predict, perturb, reference_loader
+from tests.models.official import EMBEDDINGS, perturb, reference_loader, relative_errors
 from tests.models.test_visnet import ASPIRIN, BPA, SMALL, frames
 
 QUINNET = {**SMALL, "model": "quinnet"}
@@ -126,12 +126,7 @@ def compare_with_official(structures, sizes: dict, seed: int = 0) -> tuple[float
     def call(data):
         return official(data.z, data.pos, data.batch)
 
-    e_ref, f_ref = official_predict(call, loader, structures)
-    out = ModelContract.predict(ours.eval(), structures)
-    e, f = out.energy.detach(), out.forces.detach()
-    e_err = float(((e - e_ref).abs() / e_ref.abs()).max())
-    f_err = float((f - f_ref).abs().max() / f_ref.abs().max())
-    return e_err, f_err
+    return relative_errors(ours, call, loader, structures)
 
 
 ORACLE_SIZES = {

@@ -20,9 +20,9 @@ from tests.models.official import (
     DATA,
     copy_into,
     official_freecg,
-    official_predict,
     perturb,
     reference_loader,
+    relative_errors,
 )
 
 SMALL = {
@@ -112,12 +112,7 @@ def compare_with_official(structures, sizes: dict, seed: int = 0) -> tuple[float
     ours = tensorpot.build_model({"model": "freecg", "faithful": True, "atomic_numbers": zs,
                                   "r_max": 5.0, **sizes})  # fmt: skip
     copy_into(ours, official, zs)
-    e_ref, f_ref = official_predict(official, loader, structures)
-    out = ModelContract.predict(ours.eval(), structures)
-    e, f = out.energy.detach(), out.forces.detach()
-    e_err = float(((e - e_ref).abs() / e_ref.abs()).max())
-    f_err = float((f - f_ref).abs().max() / f_ref.abs().max())
-    return e_err, f_err
+    return relative_errors(ours, official, loader, structures)
 
 
 ORACLE_SIZES = {

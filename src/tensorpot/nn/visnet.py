@@ -209,27 +209,6 @@ class _EdgeDot(torch.autograd.Function):
         return grad_a, grad_b, None, None
 
 
-class _NeighbourHarmonicDot(torch.autograd.Function):
-    """``k_e = sum_m v[neighbour(e)]_m Y_em`` (FreeCG's enhancer input): ``v [N, 8, F]``,
-    ``Y [E, 8]`` -> ``[E, F]``, keeping ``v`` and ``Y``."""
-
-    @staticmethod
-    def forward(ctx, v, y, neighbour):
-        ctx.save_for_backward(v, y, neighbour)
-        return torch.bmm(y.unsqueeze(1), v.index_select(0, neighbour)).squeeze(1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        v, y, neighbour = ctx.saved_tensors
-        grad_v = grad_y = None
-        if ctx.needs_input_grad[0]:
-            outer = y.unsqueeze(-1) * grad.unsqueeze(1)  # [E, 8, F]
-            grad_v = torch.zeros_like(v).index_add(0, neighbour, outer)
-        if ctx.needs_input_grad[1]:
-            grad_y = torch.bmm(v.index_select(0, neighbour), grad.unsqueeze(-1)).squeeze(-1)
-        return grad_v, grad_y, None
-
-
 def enhancer_logits(enhancer: nn.Linear, v: Tensor, y: Tensor, neighbour: Tensor) -> Tensor:
     """FreeCG's attention enhancer (spec 3.5): ``W (sum_m v_jm Y_m) + b`` per edge, ``[E, H]``,
     from ``v [N, 8, F]``, ``Y [E, 8]`` and the linear map ``W [H, F]``, ``b [H]``.
