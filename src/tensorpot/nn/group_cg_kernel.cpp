@@ -40,17 +40,13 @@ struct Lanes {
   typedef T V __attribute__((vector_size(kE * sizeof(T))));
 };
 
-struct Coupling {
-  int i, j, k;  // components of A, B (within their degrees) and of the output
-  double c;
-};
-
 // One path as the loops see it: whether A is the second operand b (then B is a), the
-// component offsets of A, B and the output, and the non-zero couplings in A, B order.
+// component offsets of A, B and the output, and the coupling tensor in A, B order, dense
+// [na][nb][nc] (the loops index it with constants, so that their sums stay in registers).
 struct Path {
   bool swap;
   int na, nb, nc, a_off, b_off, c_off;
-  std::vector<Coupling> couplings;
+  std::vector<double> coupling;
 };
 
 std::vector<Path> paths_of(const std::vector<at::Tensor>& cg) {
@@ -66,13 +62,13 @@ std::vector<Path> paths_of(const std::vector<at::Tensor>& cg) {
     const int la = path.swap ? l2 : l1, lb = path.swap ? l1 : l2;
     path.na = size(la), path.nb = size(lb), path.nc = size(l3);
     path.a_off = offset(la), path.b_off = offset(lb), path.c_off = offset(l3);
+    path.coupling.assign(path.na * path.nb * path.nc, 0.0);
     for (int m1 = 0; m1 < size(l1); ++m1)
       for (int m2 = 0; m2 < size(l2); ++m2)
         for (int k = 0; k < size(l3); ++k) {
-          const double value = data[(m1 * size(l2) + m2) * size(l3) + k];
-          if (value == 0.0) continue;
-          path.couplings.push_back(path.swap ? Coupling{m2, m1, k, value}
-                                             : Coupling{m1, m2, k, value});
+          const int i = path.swap ? m2 : m1, j = path.swap ? m1 : m2;
+          path.coupling[(i * path.nb + j) * path.nc + k] =
+              data[(m1 * size(l2) + m2) * size(l3) + k];
         }
     paths.push_back(std::move(path));
   }
@@ -138,6 +134,13 @@ struct Kernel {
   int64_t N, G;
   const std::vector<Path>& paths;
   const Weights<T>& W;
+  std::array<std::vector<T>, kPaths> coupling;  // the paths' coupling tensors in T
+
+  Kernel(int64_t N, int64_t G, const std::vector<Path>& paths, const Weights<T>& W)
+      : N(N), G(G), paths(paths), W(W) {
+    for (int p = 0; p < kPaths; ++p)
+      coupling[p].assign(paths[p].coupling.begin(), paths[p].coupling.end());
+  }
 
   int64_t F() const { return G * kE; }
 
@@ -159,14 +162,16 @@ struct Kernel {
     }
   }
 
-  // the (NA, NB) of a path as one number, for the switches that call the loops below with
-  // them as constants (fixed bounds: the NA x NB sums stay in registers)
-  static int sizes(const Path& P) { return 10 * P.na + P.nb; }
+  // the (NA, NB, NC) of a path as one number, for the switches that call the loops below with
+  // them as constants (fixed bounds and indices: the sums stay in registers)
+  static int sizes(const Path& P) { return 100 * P.na + 10 * P.nb + P.nc; }
 
-  // one path's contribution to the outputs acc [8] (over z) of one atom and group
-  template <int NA, int NB>
-  static void path_forward(const Path& P, const T (*A)[kE], const T (*B)[kE], const V* Wf,
-                           V* acc) {
+  // one path's contribution to the outputs acc [8] (over z) of one atom and group, with its
+  // dense coupling tensor C [NA][NB][NC] (the output's components start at 0 for degree 1,
+  // 3 for degree 2)
+  template <int NA, int NB, int NC>
+  static void path_forward(const T* C, const T (*A)[kE], const T (*B)[kE], const V* Wf, V* acc) {
+    constexpr int c_off = NC == 3 ? 0 : 3;
     V Bw[NB][kE];
     contract_b<NB>(B, Wf, Bw);
     V R[NA][NB] = {};  // R[i][j] = sum_x A[i][x] Bw[j][x]: NA x NB independent sums
@@ -175,7 +180,12 @@ struct Kernel {
         const T s = A[i][x];
         for (int j = 0; j < NB; ++j) R[i][j] += s * Bw[j][x];
       }
-    for (const Coupling& c : P.couplings) acc[P.c_off + c.k] += static_cast<T>(c.c) * R[c.i][c.j];
+    for (int i = 0; i < NA; ++i)
+      for (int j = 0; j < NB; ++j)
+        for (int k = 0; k < NC; ++k) {
+          const T c = C[(i * NB + j) * NC + k];
+          if (c != T(0)) acc[c_off + k] += c * R[i][j];
+        }
   }
 
   void forward(const T* a, const T* b, T* out) const {
@@ -193,10 +203,11 @@ struct Kernel {
           const T(*A)[kE] = ab[P.swap ? 1 : 0] + P.a_off;
           const T(*B)[kE] = ab[P.swap ? 0 : 1] + P.b_off;
           const V* Wf = &W.forward[Weights<T>::at(g, p, 0, 0)];
+          const T* C = coupling[p].data();
           switch (sizes(P)) {
-            case 33: path_forward<3, 3>(P, A, B, Wf, acc); break;
-            case 53: path_forward<5, 3>(P, A, B, Wf, acc); break;
-            case 55: path_forward<5, 5>(P, A, B, Wf, acc); break;
+            case 335: path_forward<3, 3, 5>(C, A, B, Wf, acc); break;
+            case 533: path_forward<5, 3, 3>(C, A, B, Wf, acc); break;
+            case 555: path_forward<5, 5, 5>(C, A, B, Wf, acc); break;
             default: TORCH_CHECK(false, "group_cg: unexpected path sizes");
           }
         }
@@ -208,11 +219,17 @@ struct Kernel {
   // One path's derivatives for one atom and group, from the output's gradient gO [8]: added
   // to gA [NA] and gB [NB] (over x and y) where given, and to the weights' gw (the bwd_x
   // order of this group and path) where given.
-  template <int NA, int NB>
-  static void path_backward(const Path& P, const T (*A)[kE], const T (*B)[kE], const V* Wx,
+  template <int NA, int NB, int NC>
+  static void path_backward(const T* C, const T (*A)[kE], const T (*B)[kE], const V* Wx,
                             const V* Wy, const V* gO, V* gA, V* gB, V* gw) {
+    constexpr int c_off = NC == 3 ? 0 : 3;
     V gR[NA][NB] = {};  // over z
-    for (const Coupling& c : P.couplings) gR[c.i][c.j] += static_cast<T>(c.c) * gO[P.c_off + c.k];
+    for (int i = 0; i < NA; ++i)
+      for (int j = 0; j < NB; ++j)
+        for (int k = 0; k < NC; ++k) {
+          const T c = C[(i * NB + j) * NC + k];
+          if (c != T(0)) gR[i][j] += c * gO[c_off + k];
+        }
     if (gA != nullptr) {  // gA[i] = sum_j sum_z gR[i][j][z] Bw[j][z], Bw[j][z] (over x)
       V Bw[NB][kE];
       contract_b<NB>(B, Wx, Bw);
@@ -258,10 +275,11 @@ struct Kernel {
       const V* Wx = &W.bwd_x[Weights<T>::at(g, p, 0, 0)];
       const V* Wy = &W.bwd_y[Weights<T>::at(g, p, 0, 0)];
       V* gwp = gw == nullptr ? nullptr : gw + Weights<T>::at(0, p, 0, 0);
+      const T* C = coupling[p].data();
       switch (sizes(P)) {
-        case 33: path_backward<3, 3>(P, A, B, Wx, Wy, grad, gA, gB, gwp); break;
-        case 53: path_backward<5, 3>(P, A, B, Wx, Wy, grad, gA, gB, gwp); break;
-        case 55: path_backward<5, 5>(P, A, B, Wx, Wy, grad, gA, gB, gwp); break;
+        case 335: path_backward<3, 3, 5>(C, A, B, Wx, Wy, grad, gA, gB, gwp); break;
+        case 533: path_backward<5, 3, 3>(C, A, B, Wx, Wy, grad, gA, gB, gwp); break;
+        case 555: path_backward<5, 5, 5>(C, A, B, Wx, Wy, grad, gA, gB, gwp); break;
         default: TORCH_CHECK(false, "group_cg: unexpected path sizes");
       }
     }
