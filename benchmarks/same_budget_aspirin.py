@@ -1,16 +1,18 @@
-"""ViSNet, FreeCG, ICTP and MACE on rMD17 aspirin 50/50 with the same wall-clock budget.
+"""ViSNet, FreeCG, QuinNet, QuinNet + FreeCG, ICTP and MACE on rMD17 aspirin 50/50 with the
+same wall-clock budget.
 
-The protocol of the FreeCG issue: each model trains for B minutes (default 20) of wall-clock
-time with 2 threads, the four one after the other (never two at once, so that none slows
+The protocol of the FreeCG and QuinNet issues: each model trains for B minutes (default 20) of
+wall-clock time with 2 threads, one after the other (never two at once, so that none slows
 another), then its best-validation EMA model is tested on the 1,000 frames of
 ``rmd17_aspirin_test_01``. Fixed frames: 0-49 of ``rmd17_aspirin_train_01`` to train, 50-99
 to validate (``benchmarks/rmd17_subsets.py`` writes them under ``runs/rmd17/``; this script
 calls it when they are missing).
 
-* ViSNet, FreeCG, ICTP: ``python -m tensorpot train configs/<model>-rmd17-aspirin-50-20min.yaml
-  output_dir=<work>/<model> time_budget_minutes=B``, each in its own process. tensorpot stops at
-  the end of the first epoch that ends after B minutes and tests the best model on the test
-  set itself; the errors are read from the run's ``errors.md``.
+* ViSNet, FreeCG, QuinNet, QuinNet + FreeCG, ICTP: ``python -m tensorpot train
+  configs/<model>-rmd17-aspirin-50-20min.yaml output_dir=<work>/<model> time_budget_minutes=B``,
+  each in its own process. tensorpot stops at the end of the first epoch that ends after B
+  minutes and tests the best model on the test set itself; the errors are read from the run's
+  ``errors.md``.
 * MACE: ``mace_run_train`` through ``benchmarks/mace_runner.py`` (ScaleShiftMACE of ICTP's size,
   float32, 2 threads), stopped with SIGTERM at the end of the first epoch that ends after B
   minutes; the kept best-validation EMA checkpoint is exported to a model and tested here with
@@ -24,11 +26,11 @@ that have a result. The Markdown table (``--doc``) is rewritten after every mode
 results present; models without one are listed as not run yet. A model that starts on a busy
 machine (load above 0.5, or another training run) gets a warning, and its load averages are in
 the table. Ctrl-C or SIGTERM stops the running training as well. In the background, across
-sessions (4 x 20 min at the default budget, plus some minutes of testing each):
+sessions (6 x 20 min at the default budget, plus some minutes of testing each):
 
     setsid nohup python benchmarks/same_budget_aspirin.py > runs/aspirin_same_budget.out 2>&1 &
 
-    python benchmarks/same_budget_aspirin.py                          # all four, 20 min each
+    python benchmarks/same_budget_aspirin.py                          # all six, 20 min each
     python benchmarks/same_budget_aspirin.py --only mace              # one model
     python benchmarks/same_budget_aspirin.py --minutes 0.3 --work /tmp/sb --doc /tmp/sb.md
     python benchmarks/same_budget_aspirin.py --doc-only               # the table, no training
@@ -60,9 +62,13 @@ from mace_tensorial import LOG_LINE, evaluate_mace, hidden_irreps, load_model, t
 from tensorpot.config import load_run_config
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("visnet", "freecg", "ictp", "mace")
-LABELS = {"visnet": "ViSNet", "freecg": "FreeCG", "ictp": "ICTP", "mace": "MACE"}
-PRESETS = {m: REPO / "configs" / f"{m}-rmd17-aspirin-50-20min.yaml" for m in MODELS[:3]}
+#: tensorpot's models (a preset ``configs/<model>-rmd17-aspirin-50-20min.yaml`` each), then MACE
+MODELS = ("visnet", "freecg", "quinnet", "quinnet-freecg", "ictp", "mace")
+LABELS = {
+    "visnet": "ViSNet", "freecg": "FreeCG", "quinnet": "QuinNet",
+    "quinnet-freecg": "QuinNet + FreeCG", "ictp": "ICTP", "mace": "MACE",
+}  # fmt: skip
+PRESETS = {m: REPO / "configs" / f"{m}-rmd17-aspirin-50-20min.yaml" for m in MODELS[:-1]}
 THREADS = 2
 WORK = REPO / "runs" / "aspirin_same_budget"
 DOC = REPO / "docs" / "benchmarks" / "aspirin_same_budget.md"
@@ -440,12 +446,14 @@ def doc_text(results: dict[str, dict], test: Path, minutes: float) -> str:
     commands = list(dict.fromkeys(r["command"] for r in results.values()))
     budgets = sorted({r["minutes"] for r in results.values()}) or [minutes]
     if not commands:
-        said = "no result yet; the command that runs all four:"
+        said = "no result yet; the command that runs all six:"
         commands = [shlex.join(["python", shown(Path(__file__)), f"--minutes={minutes:g}"])]
     else:
         said = "the command that produced them:" if len(commands) == 1 else "the commands:"
     lines = [
-        "# rMD17 aspirin 50/50: ViSNet, FreeCG, ICTP and MACE, "
+        "# rMD17 aspirin 50/50: "
+        + ", ".join(LABELS[m] for m in MODELS)
+        + ", "
         + "/".join(f"{b:g}" for b in budgets)
         + " minutes each",
         "",
@@ -458,7 +466,7 @@ def doc_text(results: dict[str, dict], test: Path, minutes: float) -> str:
         "Training: frames 0-49 of `rmd17_aspirin_train_01`, validation: frames 50-99 (the same "
         "extxyz files for all, eV and eV/Å, `benchmarks/rmd17_subsets.py`); test: the "
         f"1,000 frames of `{test.name}` (kcal/mol, converted to eV). Each model trains alone "
-        "(the four one after the other), one process with 2 threads, until the end of the first "
+        "(one after the other), one process with 2 threads, until the end of the first "
         "epoch that ends after the budget; its best-validation EMA model is tested. Energy "
         "errors are per molecule (meV), force errors per component (meV/Å).",
         "",
