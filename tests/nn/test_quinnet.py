@@ -82,9 +82,8 @@ def test_many_body_edge_terms_are_invariant(sign):
 
 
 def layer(freecg: bool, last: bool = False, smooth: bool = True, seed: int = 3) -> QuinMP:
-    cg = GroupCG(2, 4) if freecg else None
-    block = QuinMP(8, 2, 4.0, last=last, enhancer=freecg, group_cg=cg, shuffle_shift=4 * freecg,
-                   smooth=smooth)  # fmt: skip
+    cg = GroupCG(2, 4, shift=4) if freecg else None
+    block = QuinMP(8, 2, 4.0, last=last, enhancer=freecg, group_cg=cg, smooth=smooth)
     return randomise(block.double(), seed)
 
 

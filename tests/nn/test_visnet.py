@@ -153,20 +153,23 @@ def test_message_functions_have_exact_first_and_second_derivatives(name):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_group_cg_kernel_equals_the_pytorch_operations(dtype):
-    """Outside training the CPU kernel computes the group CG (8 abstract edges per group) and
-    its first derivatives, to the inputs and to the weights: the same numbers as the PyTorch
-    operations. A second derivative falls back to those operations and is exact too."""
+@pytest.mark.parametrize("groups, shift", [(3, 0), (4, 8), (4, 16), (3, 16)])
+def test_group_cg_kernel_equals_the_pytorch_operations(dtype, groups, shift):
+    """Outside training the CPU kernel computes the group CG (8 abstract edges per group) with
+    its channel shift, and its first derivatives, to the inputs and to the weights: the same
+    numbers as the PyTorch operations (odd and even numbers of groups: the kernel packs two
+    groups into a vector where it can). A second derivative falls back to those operations and
+    is exact too."""
     from tensorpot.nn import cpu_kernel
 
     if cpu_kernel.usable(torch.zeros(1, dtype=dtype)) is None:
         pytest.skip("the CPU kernel is not available here")
-    cg = GroupCG(3, 8).to(dtype).eval()
+    cg = GroupCG(groups, 8, shift).to(dtype).eval()
     with torch.no_grad():
         cg.weight.normal_()
     tol = 1e-12 if dtype == torch.float64 else 1e-4
-    a, b = (features(5, 24, k).to(dtype).requires_grad_() for k in (10, 11))
-    out, ref = cg(a, b), cg.contract(a, b, cg.weight)
+    a, b = (features(5, 8 * groups, k).to(dtype).requires_grad_() for k in (10, 11))
+    out, ref = cg(a, b), cg.transform(a, b, cg.weight)
     assert out.grad_fn.name().endswith("_GroupCGKernelBackward")
     assert torch.allclose(out, ref, atol=tol)
     grad = torch.randn_like(out)
@@ -180,10 +183,10 @@ def test_group_cg_kernel_equals_the_pytorch_operations(dtype):
     assert all(torch.allclose(x, y, atol=10 * tol) for x, y in zip(second, second_ref))
     with torch.no_grad():  # new weights: the kernel's arrangement of them is made again
         cg.weight.mul_(-2.0)
-    assert torch.allclose(cg(a, b), cg.contract(a, b, cg.weight), atol=2 * tol)
+    assert torch.allclose(cg(a, b), cg.transform(a, b, cg.weight), atol=2 * tol)
     cg.train()
     assert cg(a, b).grad_fn.name() != out.grad_fn.name()  # training: the PyTorch operations
-    assert GroupCG(6, 4).to(dtype).eval()(a, b).grad_fn.name() != out.grad_fn.name()  # E != 8
+    assert GroupCG(2 * groups, 4).to(dtype).eval()(a, b).grad_fn.name() != out.grad_fn.name()
 
 
 def test_attention_enhancer_maps_atoms_before_the_gather():

@@ -190,8 +190,11 @@ class ViSNet(Potential):
                 last=t == config.num_interactions - 1,
                 vecnorm=VectorNorm(f, config.vecnorm_type, config.trainable_vecnorm),
                 enhancer=config.enhancer,
-                group_cg=GroupCG(config.groups, config.edges_per_group) if config.freecg else None,
-                shuffle_shift=config.channel_shift,
+                group_cg=(
+                    GroupCG(config.groups, config.edges_per_group, config.channel_shift)
+                    if config.freecg
+                    else None
+                ),
                 smooth=config.smooth_vector_messages,
             )
             for t in range(config.num_interactions)

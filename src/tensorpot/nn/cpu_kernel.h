@@ -27,9 +27,8 @@ std::vector<at::Tensor> convolution_backward(at::Tensor nodes, at::Tensor revers
 at::Tensor matmul(at::Tensor x, at::Tensor w);
 // group_cg_kernel.cpp
 at::Tensor group_cg_weights(at::Tensor w, std::vector<at::Tensor> cg, int64_t groups);
-at::Tensor group_cg_forward(at::Tensor a, at::Tensor b, at::Tensor arranged,
-                            std::vector<at::Tensor> cg, int64_t groups);
+at::Tensor group_cg_forward(at::Tensor a, at::Tensor b, at::Tensor arranged, int64_t groups,
+                            int64_t shift);
 std::vector<at::Tensor> group_cg_backward(at::Tensor a, at::Tensor b, at::Tensor arranged,
-                                          std::vector<at::Tensor> cg, int64_t groups,
-                                          at::Tensor grad, bool need_a, bool need_b,
-                                          bool need_w);
+                                          int64_t groups, int64_t shift, at::Tensor grad,
+                                          bool need_a, bool need_b, bool need_w);

@@ -120,7 +120,7 @@ class QuinMP(ViSMP):
     ``f_c(d)``, so that energy and forces stay continuous when a neighbour crosses ``r_max``; the
     edge terms ``df`` themselves are not cut (an edge's feature only acts on that edge, whose
     messages are cut). Arguments as :class:`~tensorpot.nn.visnet.ViSMP`'s (``options``: its
-    ``vecnorm``, ``enhancer``, ``group_cg``, ``shuffle_shift`` and ``smooth``).
+    ``vecnorm``, ``enhancer``, ``group_cg`` and ``smooth``).
     """
 
     def __init__(
@@ -140,7 +140,7 @@ class QuinMP(ViSMP):
         return cls(
             layer.channels, layer.heads, layer.r_max, last=layer.last,
             vecnorm=layer.vec_layernorm, enhancer=layer.enhancer is not None,
-            group_cg=layer.group_cg, shuffle_shift=layer.shuffle_shift, smooth=layer.smooth,
+            group_cg=layer.group_cg, smooth=layer.smooth,
         )  # fmt: skip
 
     def geometry(

@@ -235,12 +235,14 @@ class GroupCG(nn.Module):
     ``C`` the unit-norm Gaunt tensors (:func:`tensorpot.tensors.spherical.gaunt`), ``W`` the
     ``G x 4 E^3`` weights, separate per group. This is e3nn's
     ``FullyConnectedTensorProduct("Ex1o+Ex2e", "Ex1o+Ex2e", "Ex1o+Ex2e")`` applied per group with
-    per-group weights, and ``weight`` has its layout ``[1, G, path, u, v, w]``.
+    per-group weights, and ``weight`` has its layout ``[1, G, path, u, v, w]``. The output is
+    FreeCG's channel shift of ``T`` (spec 3.4), ``roll(T, -shift)`` over the channels
+    (``out_c = T_{c + shift mod F}``).
     """
 
-    def __init__(self, num_groups: int, edges_per_group: int):
+    def __init__(self, num_groups: int, edges_per_group: int, shift: int = 0):
         super().__init__()
-        self.groups, self.edges = num_groups, edges_per_group
+        self.groups, self.edges, self.shift = num_groups, edges_per_group, shift
         e = edges_per_group
         self.weight = nn.Parameter(torch.empty(1, num_groups, len(SPARSE_PATHS) * e**3))
         nn.init.xavier_uniform_(self.weight)
@@ -266,16 +268,22 @@ class GroupCG(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """``a, b [N, 8, F]`` -> ``[N, 8, F]``.
 
-        Outside training, on the CPU and with 8 abstract edges per group, the CPU kernel
-        (:mod:`tensorpot.nn.cpu_kernel`) computes it and its first derivatives; training, which
-        differentiates the forces again, runs the PyTorch operations of :meth:`contract`.
+        Outside training, on the CPU, with 8 abstract edges per group and a shift of whole
+        groups, the CPU kernel (:mod:`tensorpot.nn.cpu_kernel`) computes it and its first
+        derivatives; training, which differentiates the forces again, runs the PyTorch
+        operations of :meth:`transform`.
         """
         kernel = None
-        if not self.training and self.edges == 8:
+        if not self.training and self.edges == 8 and self.shift % 8 == 0:
             kernel = cpu_kernel.usable(a, b, self.weight)
         if kernel is None:
-            return self.contract(a, b, self.weight)
+            return self.transform(a, b, self.weight)
         return _GroupCGKernel.apply(a, b, self.weight, self, kernel)
+
+    def transform(self, a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
+        """The shifted transform as PyTorch operations (differentiable to any order)."""
+        out = self.contract(a, b, weight)
+        return torch.roll(out, -self.shift, dims=-1) if self.shift else out
 
     def arranged(self, kernel) -> Tensor:
         """The weights as the kernel reads them (``group_cg_weights``), made again only when
@@ -288,7 +296,7 @@ class GroupCG(nn.Module):
         return self._arranged[1]
 
     def contract(self, a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
-        """The transform as PyTorch operations (differentiable to any order), in the kernel's
+        """The transform ``T`` before the shift as PyTorch operations, in the kernel's
         order: the weights with the operand of fewer components first, then the other operand,
         then the coupling coefficients (fewer products than forming every pair ``(u, v)``
         first)."""
@@ -321,7 +329,7 @@ class _GroupCGKernel(torch.autograd.Function):
         ctx.module, ctx.kernel = module, kernel
         ctx.save_for_backward(a, b, weight)
         arranged = module.arranged(kernel)
-        return kernel.group_cg_forward(a, b, arranged, module.coefficients(), module.groups)
+        return kernel.group_cg_forward(a, b, arranged, module.groups, module.shift // 8)
 
     @staticmethod
     def backward(ctx, grad):
@@ -330,12 +338,12 @@ class _GroupCGKernel(torch.autograd.Function):
         if torch.is_grad_enabled():  # this derivative will be differentiated: PyTorch operations
             inputs = [t for t, n in zip((a, b, weight), need) if n]
             with torch.enable_grad():
-                out = ctx.module.contract(a, b, weight)
+                out = ctx.module.transform(a, b, weight)
             grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
             return (*(next(grads) if n else None for n in need), None, None)
         module = ctx.module
         ga, gb, gw = ctx.kernel.group_cg_backward(
-            a, b, module.arranged(ctx.kernel), module.coefficients(), module.groups, grad, *need
+            a, b, module.arranged(ctx.kernel), module.groups, module.shift // 8, grad, *need
         )
         return (ga if need[0] else None, gb if need[1] else None, gw if need[2] else None,
                 None, None)  # fmt: skip
@@ -355,9 +363,8 @@ class ViSMP(nn.Module):
         vecnorm: the pre-norm of ``v`` (:class:`VectorNorm`).
         enhancer: FreeCG's attention enhancer (spec 3.5): ``W_ae (sum_m v_jm Y_m) + b`` added to
             the attention logits.
-        group_cg: FreeCG's CG of the abstract edges (spec 3.3) and its channel shift; None is
-            ViSNet's ``dv = C o1 + V``.
-        shuffle_shift: the channel shift of the CG output (spec 3.4).
+        group_cg: FreeCG's CG of the abstract edges (spec 3.3) with its channel shift (3.4);
+            None is ViSNet's ``dv = C o1 + V``.
         smooth: multiply the vector messages by ``f_c(d_ij)``, so that energy and forces are
             continuous when a neighbour crosses ``r_max`` (the official code does not: spec 3.9).
     """
@@ -371,7 +378,6 @@ class ViSMP(nn.Module):
         vecnorm: VectorNorm | None = None,
         enhancer: bool = False,
         group_cg: GroupCG | None = None,
-        shuffle_shift: int = 0,
         smooth: bool = True,
     ):
         super().__init__()
@@ -379,7 +385,7 @@ class ViSMP(nn.Module):
         if f % num_heads:
             raise ValueError(f"num_channels ({f}) must be divisible by num_heads ({num_heads})")
         self.channels, self.heads, self.r_max = f, num_heads, r_max
-        self.last, self.smooth, self.shuffle_shift = last, smooth, shuffle_shift
+        self.last, self.smooth = last, smooth
         self.layernorm = nn.LayerNorm(f)
         self.vec_layernorm = vecnorm if vecnorm is not None else VectorNorm(f)
         self.vec_proj = linear(f, 3 * f, bias=False)
@@ -445,7 +451,7 @@ class ViSMP(nn.Module):
         """``dv``: ViSNet's ``C o1 + V``; with FreeCG's layer ``Shift(GroupCG(V, C o1)) + V``."""
         if self.group_cg is None:
             return own + vectors
-        return torch.roll(self.group_cg(vectors, own), -self.shuffle_shift, dims=-1) + vectors
+        return self.group_cg(vectors, own) + vectors
 
     def geometry(
         self, v: Tensor, v1: Tensor, v2: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor,
