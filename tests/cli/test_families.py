@@ -14,16 +14,20 @@ from tensorpot.calculators import TensorPotCalculator
 from tensorpot.cli.main import main
 from tests.evaluation.tiny import THREE_BPA
 
+SMALL = {"num_interactions": 2, "num_heads": 2, "num_radial_basis": 8}
+#: a small model of each family (and of QuinNet with FreeCG's layer), by test name
 FAMILIES = {
-    "visnet": {"num_channels": 8, "num_interactions": 2, "num_heads": 2, "num_radial_basis": 8},
-    "freecg": {"num_channels": 16, "num_interactions": 2, "num_heads": 2, "num_radial_basis": 8,
-               "num_groups": 2},
+    "visnet": {"model": "visnet", "num_channels": 8, **SMALL},
+    "freecg": {"model": "freecg", "num_channels": 16, "num_groups": 2, **SMALL},
+    "quinnet": {"model": "quinnet", "num_channels": 8, **SMALL},
+    "quinnet_freecg": {"model": "quinnet", "freecg": True, "num_channels": 16, "num_groups": 2,
+                       **SMALL},
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_train_eval_and_md(family, tmp_path, capsys, five_frames):
-    model = {"model": family, "r_max": 4.0, **FAMILIES[family]}
+    model = {"r_max": 4.0, **FAMILIES[family]}
     lines = [
         f"train_file: {THREE_BPA / 'train_300K.xyz'}",
         "max_train_frames: 4", "max_valid_frames: 2", "batch_size: 2", "E0s: average",
@@ -34,7 +38,7 @@ def test_train_eval_and_md(family, tmp_path, capsys, five_frames):
     config = tmp_path / "run.yaml"
     config.write_text("\n".join(lines) + "\n")
     assert main(["train", str(config)]) == 0
-    assert f"model {family}:" in capsys.readouterr().out
+    assert f"model {model['model']}:" in capsys.readouterr().out
     model_file = tmp_path / "run" / f"{family}.model"
     assert main(["eval", "--model", str(model_file), "--data", str(five_frames)]) == 0
     assert "forces_rmse" in capsys.readouterr().out

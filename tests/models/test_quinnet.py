@@ -14,8 +14,6 @@ from ase import Atoms
 
 import tensorpot
 from tensorpot.errors import ConfigError
-from tests.cli import test_families
-from tests.evaluation.tiny import frames_text, write_frames
 from tests.models.contract import ModelContract, molecule
 from tests.models.official import EMBEDDINGS, perturb, reference_loader, relative_errors
 from tests.models.test_visnet import ASPIRIN, BPA, SMALL, frames
@@ -272,18 +270,6 @@ def test_faithful_sets_the_official_flags():
     model = tensorpot.build_model({"model": "quinnet", "faithful": True, "num_channels": 16})
     assert model.config.smooth_vector_messages is False
     assert model.config.max_num_neighbors == 32
-
-
-@pytest.mark.parametrize("freecg", [False, True], ids=["quinnet", "quinnet+freecg"])
-def test_train_eval_and_md(freecg, tmp_path, capsys, monkeypatch):
-    """The user's workflow (``tests/cli/test_families.py``'s): ``tensorpot train`` from a YAML
-    file, ``tensorpot eval`` of the written model, NVE dynamics through the ASE calculator."""
-    sizes = {"num_channels": 8, "num_interactions": 2, "num_heads": 2, "num_radial_basis": 8}
-    if freecg:
-        sizes = {**sizes, "num_channels": 16, "freecg": True, "num_groups": 2}
-    monkeypatch.setitem(test_families.FAMILIES, "quinnet", sizes)
-    five = write_frames(tmp_path / "five.xyz", frames_text(5))
-    test_families.test_train_eval_and_md("quinnet", tmp_path, capsys, five)
 
 
 if __name__ == "__main__":  # python -m tests.models.test_quinnet: the oracle cases' errors
