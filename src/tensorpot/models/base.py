@@ -30,6 +30,7 @@ from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensor
 
 from tensorpot.data.batch import GraphBatch
 from tensorpot.data.pairs import edge_pairs
@@ -178,9 +179,11 @@ class Potential(nn.Module):
 
     def species_of(self, atomic_numbers: Tensor) -> Tensor:
         """Species index of every atom; raises ``ValueError`` for an element the model lacks
-        (checked in eager mode only: the check reads a value back from the device)."""
+        (checked in eager mode only: the check reads a value back from the device, which a
+        compiled or traced graph, whose tensors are fake, cannot)."""
         species = self.species_table[atomic_numbers]
-        if not torch.compiler.is_compiling() and bool((species < 0).any()):
+        traced = torch.compiler.is_compiling() or isinstance(atomic_numbers, FakeTensor)
+        if not traced and bool((species < 0).any()):
             unknown = sorted(set(atomic_numbers[species < 0].tolist()))
             raise ValueError(f"the model knows elements {list(self.atomic_numbers)}, not {unknown}")
         return species

@@ -93,6 +93,12 @@ class PairGraph(NamedTuple):
 
 
 def _chunks(num_pairs: int, groups: Groups, channels: int, itemsize: int):
+    """Slices of at most :data:`CHUNK_BYTES` of messages. A symbolic number of pairs (a graph
+    traced for any size, :mod:`tensorpot.models.export`) is one chunk: the number of chunks
+    would otherwise be fixed at the size the graph was traced with."""
+    if isinstance(num_pairs, torch.SymInt):
+        yield slice(0, num_pairs)
+        return
     widest = max(sum(count * (2 * l3 + 1) for l3, count, _ in specs) for _, specs in groups)
     size = max(1, CHUNK_BYTES // (widest * 2 * channels * itemsize))
     for start in range(0, num_pairs, size):
@@ -144,7 +150,8 @@ class _Convolution(torch.autograd.Function):
         chunks = list(_chunks(radial.shape[0], groups, channels, hs[0].element_size()))
         columns = [_path_columns(specs, radial.device) for _, specs in groups]
         size = 2 * radial.shape[0] * channels * sum(yk.shape[1] for yk in yks)
-        keep = may_keep and size * hs[0].element_size() <= KEEP_BYTES
+        symbolic = isinstance(size, torch.SymInt)  # traced for any size: recomputed
+        keep = may_keep and not symbolic and size * hs[0].element_size() <= KEEP_BYTES
         kept = []
         for c in chunks:
             rows = slice(2 * c.start, 2 * c.stop)

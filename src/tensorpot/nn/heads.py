@@ -73,7 +73,8 @@ class DipoleHead(nn.Module):
         The unshifted charges serve: shifting them to any total charge changes every atom's
         charge in a structure by the same amount, which adds nothing about the centre."""
         q = self.charge(scalars).squeeze(-1)  # [N]
-        count = _per_structure(positions.new_ones(len(positions)), batch, num_graphs)
+        # the shape, not len(), which would fix a traced graph's number of atoms
+        count = _per_structure(positions.new_ones(positions.shape[0]), batch, num_graphs)
         centre = _per_structure(positions, batch, num_graphs) / count[:, None]  # [B, 3]
         p = self.atomic_dipole(vectors.transpose(1, 2)).squeeze(-1)  # [N, 3]
         return _per_structure(q[:, None] * (positions - centre[batch]) + p, batch, num_graphs)
