@@ -1,4 +1,4 @@
-"""The ``tensorpot`` command: ``train``, ``eval``, ``md``, ``plot`` and ``bench``.
+"""The ``tensorpot`` command: ``train``, ``eval``, ``md``, ``plot``, ``bench`` and ``export``.
 
 It parses arguments and calls library functions. A :class:`~tensorpot.errors.TensorPotError`
 or a missing/existing file is reported as one line ``tensorpot: error: <message>`` with exit
@@ -141,6 +141,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a tensorpot model config (a build_model mapping as JSON) instead of the default "
         "family's (repeatable)",
     )
+
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        allow_abbrev=False,
+        help="write a model as one file that plain PyTorch runs, for MD engines",
+        description="Export a model, its forces and virials included, as a torch.export "
+        "program (.pt2) that loads without tensorpot; its inputs are positions, atomic "
+        "numbers, the cell and a neighbour list (docs/export.md).",
+    )
+    export.add_argument("--model", required=True, help="model file written by tensorpot")
+    export.add_argument("--out", required=True, help="the file to write (.pt2)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
     return parser
 
 
@@ -322,7 +335,17 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "eval": _eval, "md": _md, "plot": _plot, "bench": _bench}
+def _export(args: argparse.Namespace) -> int:
+    from tensorpot.models.export import save_exported
+
+    path = save_exported(args.model, args.out, overwrite=args.overwrite)
+    print(f"tensorpot: wrote the exported model to {path}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "train": _train, "eval": _eval, "md": _md, "plot": _plot, "bench": _bench, "export": _export,
+}  # fmt: skip
 
 
 def _one_line(err: BaseException) -> str:
