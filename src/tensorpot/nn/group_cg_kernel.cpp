@@ -80,6 +80,20 @@ int64_t weight_index(int64_t q, int p, int r, int s) {
   return ((q * kPaths + p) * kE + r) * kE + s;
 }
 
+// calls f(index, g, p, x, y, z) for every weight W[g, p, u, v, z], index its place in the
+// weights' own layout [G, 4, 8, 8, 8] and x, y the channels of A and B
+template <typename Fn>
+void for_each_weight(int64_t G, Fn f) {
+  for (int64_t g = 0; g < G; ++g)
+    for (int p = 0; p < kPaths; ++p) {
+      const bool swap = path_of(p).swap;
+      for (int u = 0; u < kE; ++u)
+        for (int v = 0; v < kE; ++v)
+          for (int z = 0; z < kE; ++z)
+            f((((g * kPaths + p) * kE + u) * kE + v) * kE + z, g, p, swap ? v : u, swap ? u : v, z);
+    }
+}
+
 template <typename T>
 void arrange(const T* w, int64_t G, int P, const std::vector<at::Tensor>& cg, T* out) {
   const int64_t part = G * kWeights;
@@ -87,20 +101,12 @@ void arrange(const T* w, int64_t G, int P, const std::vector<at::Tensor>& cg, T*
   T* bwd_x = out + part;
   T* bwd_y = out + 2 * part;
   const int L = kE * P;
-  for (int64_t g = 0; g < G; ++g)
-    for (int p = 0; p < kPaths; ++p) {
-      const bool swap = path_of(p).swap;
-      const int64_t q = g / P, h = g % P;
-      for (int u = 0; u < kE; ++u)
-        for (int v = 0; v < kE; ++v)
-          for (int z = 0; z < kE; ++z) {
-            const T value = w[(((g * kPaths + p) * kE + u) * kE + v) * kE + z];
-            const int x = swap ? v : u, y = swap ? u : v;
-            forward[weight_index(q, p, y, x) * L + h * kE + z] = value;
-            bwd_x[weight_index(g, p, y, z) * kE + x] = value;
-            bwd_y[weight_index(g, p, z, x) * kE + y] = value;
-          }
-    }
+  for_each_weight(G, [&](int64_t index, int64_t g, int p, int x, int y, int z) {
+    const T value = w[index];
+    forward[weight_index(g / P, p, y, x) * L + (g % P) * kE + z] = value;
+    bwd_x[weight_index(g, p, y, z) * kE + x] = value;
+    bwd_y[weight_index(g, p, z, x) * kE + y] = value;
+  });
   T* coupling = out + 3 * part;
   for (int p = 0; p < kPaths; ++p) {
     const auto [l1, l2, l3] = kDegrees[p];
@@ -385,18 +391,9 @@ struct Kernel {
     if (gw == nullptr) return;
     V* gx = reinterpret_cast<V*>(scratch);  // [q][p][y][z] over (h, x)
     backward_weights(a, b, grad, gx);
-    for (int64_t g = 0; g < G; ++g)
-      for (int p = 0; p < kPaths; ++p) {
-        const bool swap = path_of(p).swap;
-        const int64_t q = g / P, h = g % P;
-        for (int u = 0; u < kE; ++u)
-          for (int v = 0; v < kE; ++v)
-            for (int z = 0; z < kE; ++z) {
-              const int x = swap ? v : u, y = swap ? u : v;
-              gw[(((g * kPaths + p) * kE + u) * kE + v) * kE + z] =
-                  gx[weight_index(q, p, y, z)][h * kE + x];
-            }
-      }
+    for_each_weight(G, [&](int64_t index, int64_t g, int p, int x, int y, int z) {
+      gw[index] = gx[weight_index(g / P, p, y, z)][(g % P) * kE + x];
+    });
   }
 };
 
