@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tensorpot.nn import cpu_kernel
 
@@ -131,3 +132,17 @@ def test_real_kernel_loads_past_a_stale_torch_lock(monkeypatch):
     assert done.stdout.splitlines()[0] == "kernel"
     assert "interrupted build" in done.stderr
     assert "compiling the CPU kernel" not in done.stderr
+
+
+def test_a_traced_graph_runs_the_pytorch_operations():
+    """The kernel is an extension function that tracing cannot see into: for fake tensors (a
+    graph being traced, as ``tensorpot export`` does) ``usable`` declines it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    real = torch.zeros(3, dtype=torch.float64)
+    if cpu_kernel.usable(real) is None:
+        pytest.skip("the CPU kernel is not available here")
+    with FakeTensorMode():
+        fake = torch.zeros(3, dtype=torch.float64)
+    assert cpu_kernel.usable(fake) is None
+    assert cpu_kernel.usable(real, fake) is None

@@ -38,8 +38,8 @@ What the exported form does differently, and why:
 
 - it runs the PyTorch operations, never tensorpot's CPU kernel
   (:mod:`tensorpot.nn.cpu_kernel`): that is a compiled extension, not a PyTorch operator, so
-  neither tracing nor another process without tensorpot can call it (``TENSORPOT_CPU_KERNEL``
-  is ``0`` while tracing, and restored after);
+  neither tracing nor another process without tensorpot can call it (the kernel's users take
+  the PyTorch operations for the fake tensors of a trace);
 - every edge is its own pair (:mod:`tensorpot.data.pairs`): grouping an edge with its reverse
   reads values back from the tensors, which a traced graph cannot do, so the radial functions
   run once per edge instead of once per pair (the same values);
@@ -54,12 +54,10 @@ to load in other versions), and nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,21 +178,6 @@ def _distinct_sizes(model: Potential) -> tuple[Tensor, ...]:
     raise ExportError(f"no example structure with edges for r_max = {model.r_max} Å")
 
 
-@contextlib.contextmanager
-def _pytorch_operations() -> Iterator[None]:
-    """Run the PyTorch operations instead of the CPU kernel while tracing
-    (``TENSORPOT_CPU_KERNEL=0`` for the duration, the variable restored after)."""
-    before = os.environ.get("TENSORPOT_CPU_KERNEL")
-    os.environ["TENSORPOT_CPU_KERNEL"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TENSORPOT_CPU_KERNEL"]
-        else:
-            os.environ["TENSORPOT_CPU_KERNEL"] = before
-
-
 def export_model(model: Potential) -> torch.export.ExportedProgram:
     """The exported program of ``model`` as an engine calls it (:class:`EngineModel`), with
     free numbers of atoms and edges, checked against the model on a molecule and a periodic
@@ -212,19 +195,16 @@ def export_model(model: Potential) -> torch.export.ExportedProgram:
     traced_on = _distinct_sizes(model)
     checks = [example_inputs(model, periodic=False, num_atoms=7),
               example_inputs(model, periodic=True, num_atoms=4)]  # fmt: skip
-    with _pytorch_operations():
-        # eager first: the cached constants of the tensor algebra (tensorpot.tensors) are then
-        # real tensors, which the trace takes as constants, never fake ones made while tracing
-        expected = [engine(*inputs) for inputs in checks]
-        try:
-            graph = make_fx(engine, tracing_mode="symbolic", _allow_non_fake_inputs=True)(
-                *traced_on
-            )
-            atoms, edges = torch.export.Dim("atoms"), torch.export.Dim("edges")
-            shapes = ({0: atoms}, {0: atoms}, None, {1: edges}, {0: edges})
-            program = torch.export.export(graph, traced_on, dynamic_shapes=shapes, strict=False)
-        except Exception as err:
-            raise ExportError(f"the model could not be exported: {_first_line(err)}") from err
+    # eager first: the cached constants of the tensor algebra (tensorpot.tensors) are then
+    # real tensors, which the trace takes as constants, never fake ones made while tracing
+    expected = [engine(*inputs) for inputs in checks]
+    try:
+        graph = make_fx(engine, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*traced_on)
+        atoms, edges = torch.export.Dim("atoms"), torch.export.Dim("edges")
+        shapes = ({0: atoms}, {0: atoms}, None, {1: edges}, {0: edges})
+        program = torch.export.export(graph, traced_on, dynamic_shapes=shapes, strict=False)
+    except Exception as err:
+        raise ExportError(f"the model could not be exported: {_first_line(err)}") from err
     for tensors in (program.state_dict, program.constants):  # e.g. a transposed constant:
         for name, value in tensors.items():  # saved whole, not as a strided view of its storage
             if isinstance(value, Tensor) and not value.is_contiguous():

@@ -62,6 +62,7 @@ from types import ModuleType
 from typing import TypeVar
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 
 try:
     import fcntl
@@ -258,8 +259,12 @@ def load() -> ModuleType | None:
 
 def usable(*tensors: torch.Tensor) -> ModuleType | None:
     """The kernel if it is enabled and builds, and the tensors are on the CPU, all in float32
-    or all in float64."""
+    or all in float64, and real: a graph being traced or compiled (its tensors fake) runs the
+    PyTorch operations, since the kernel is an extension function that tracing cannot see
+    into."""
     if not enabled() or tensors[0].dtype not in (torch.float32, torch.float64):
+        return None
+    if torch.compiler.is_compiling() or any(isinstance(t, FakeTensor) for t in tensors):
         return None
     if any(t.device.type != "cpu" or t.dtype != tensors[0].dtype for t in tensors):
         return None
