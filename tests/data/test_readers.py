@@ -17,6 +17,7 @@ from tensorpot.data.readers import (
     read_extxyz,
     read_md17_npz,
     read_rmd17_npz,
+    read_sgdml_npz,
 )
 from tensorpot.errors import DataError
 
@@ -319,3 +320,101 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         read_configurations(other)
     with pytest.raises(DataError, match="file not found"):
         read_configurations(tmp_path / "absent.xyz")
+
+
+# ---- sGDML / MD22 layout -------------------------------------------------------------------
+
+
+def sgdml_arrays(n_frames: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+    """A small water-like sGDML file's arrays: atoms ~1 Å apart, random labels."""
+    rng = np.random.default_rng(seed)
+    base = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    return {
+        "R": base + 0.01 * rng.normal(size=(n_frames, 3, 3)),
+        "E": rng.normal(size=(n_frames, 1)),
+        "F": rng.normal(size=(n_frames, 3, 3)),
+        "z": np.array([8, 1, 1]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("stated", "energy", "length"),
+    [
+        ({}, units.kcal / units.mol, 1.0),  # MD22: no unit keys, kcal/mol and Å
+        ({"e_unit": "kcal/mol", "r_unit": "Ang"}, units.kcal / units.mol, 1.0),
+        ({"e_unit": "eV"}, 1.0, 1.0),
+        ({"e_unit": np.bytes_(b"Ha"), "r_unit": "Bohr"}, units.Hartree, units.Bohr),
+        ({"e_unit": "kJ/mol"}, units.kJ / units.mol, 1.0),
+    ],
+)
+def test_sgdml_units_from_the_file(tmp_path, stated, energy, length):
+    raw = sgdml_arrays()
+    path = tmp_path / "d.npz"
+    np.savez(path, **raw, **{k: np.array(v) for k, v in stated.items()})
+    configs = read_configurations(path)
+    assert len(configs) == 3
+    for k, config in enumerate(configs):
+        assert config.source == (str(path), k)
+        np.testing.assert_array_equal(config.numbers, raw["z"])
+        np.testing.assert_allclose(config.positions, raw["R"][k] * length, rtol=1e-14)
+        assert config.energy == pytest.approx(raw["E"][k, 0] * energy, rel=1e-14)
+        np.testing.assert_allclose(config.forces, raw["F"][k] * energy / length, rtol=1e-14)
+        assert not config.pbc.any()
+
+
+def test_sgdml_flat_energies_and_given_unit(tmp_path):
+    """``E`` may be [frames]; a unit given for a file that states none replaces kcal/mol, and
+    one that agrees with the file's (in another spelling) is accepted."""
+    raw = sgdml_arrays()
+    path = tmp_path / "d.npz"
+    np.savez(path, **{**raw, "E": raw["E"].reshape(-1)})
+    configs = read_sgdml_npz(path, energy_unit="eV")
+    assert [c.energy for c in configs] == list(raw["E"].reshape(-1))
+    np.savez(path, **raw, e_unit=np.array("kcal/mol"))
+    same = read_configurations(path, energy_unit="KCAL / MOL")
+    assert same[0].energy == pytest.approx(raw["E"][0, 0] * units.kcal / units.mol, rel=1e-14)
+
+
+def test_sgdml_lattice_makes_frames_periodic(tmp_path):
+    raw = sgdml_arrays()
+    path = tmp_path / "d.npz"
+    np.savez(path, **raw, lattice=5.0 * np.eye(3), r_unit=np.array("Bohr"))
+    configs = read_configurations(path)
+    assert all(c.pbc.all() for c in configs)
+    np.testing.assert_allclose(configs[1].cell, 5.0 * units.Bohr * np.eye(3), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("change", "parts"),
+    [
+        ({"e_unit": np.array("kcal")}, ("e_unit 'kcal'", "unknown energy unit")),
+        ({"r_unit": np.array("furlong")}, ("r_unit 'furlong'", "unknown length unit")),
+        ({"e_unit": np.array([1.0])}, ("'e_unit' must be one unit string",)),
+        ({"e_unit": np.array(["eV", "eV"])}, ("'e_unit' must be one unit string",)),
+        ({"E": np.zeros(4)}, ("'E' has shape (4,)", "3 frames")),
+        ({"F": np.zeros((3, 2, 3))}, ("'F' has shape (3, 2, 3)",)),
+        ({"z": np.array([8, 1])}, ("'z' has shape (2,)",)),
+        ({"R": np.zeros((3, 3))}, ("'R' must have shape [frames, N, 3]",)),
+        ({"F": None}, ("missing key 'F'",)),
+    ],
+)
+def test_sgdml_bad_files_name_file_and_problem(tmp_path, change, parts):
+    raw = {**sgdml_arrays(), **change}
+    path = tmp_path / "bad.npz"
+    np.savez(path, **{k: v for k, v in raw.items() if v is not None})
+    assert_data_error(path, None, *parts)
+
+
+def test_sgdml_unit_conflicting_with_the_file_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, **sgdml_arrays(), e_unit=np.array("eV"))
+    assert_data_error(path, None, "states e_unit 'eV'", "'kcal/mol' was given",
+                      energy_unit="kcal/mol")  # fmt: skip
+
+
+def test_sgdml_nan_names_the_frame(tmp_path):
+    raw = sgdml_arrays()
+    raw["F"][2, 1, 0] = np.inf
+    path = tmp_path / "d.npz"
+    np.savez(path, **raw)
+    assert_data_error(path, 2)

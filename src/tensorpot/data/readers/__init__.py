@@ -11,16 +11,24 @@ import numpy as np
 from tensorpot.data.configuration import Configuration
 from tensorpot.data.readers.asedb import read_ase_db
 from tensorpot.data.readers.extxyz import read_extxyz, read_extxyz_atoms
-from tensorpot.data.readers.npz import MD17_KEYS, RMD17_KEYS, read_md17_npz, read_rmd17_npz
+from tensorpot.data.readers.npz import (
+    MD17_KEYS,
+    RMD17_KEYS,
+    SGDML_KEYS,
+    read_md17_npz,
+    read_rmd17_npz,
+    read_sgdml_npz,
+)
 from tensorpot.errors import ConfigError, DataError
 
 __all__ = [
     "read_ase_db", "read_configurations", "read_extxyz", "read_extxyz_atoms", "read_md17_npz",
-    "read_rmd17_npz",
+    "read_rmd17_npz", "read_sgdml_npz",
 ]  # fmt: skip
 
 _EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
 _NPZ_OPTIONS = ("energy_unit", "energy_key", "forces_key")
+_NPZ_READERS = {"rmd17": read_rmd17_npz, "md17": read_md17_npz, "sgdml": read_sgdml_npz}
 _EXTXYZ_OPTIONS = (
     "energy_key",
     "forces_key",
@@ -64,7 +72,7 @@ def _check_options(path: Path, keys: dict[str, Any], allowed: tuple[str, ...]) -
 
 
 def _npz_layout(path: Path) -> str:
-    """Return "rmd17" or "md17" from the keys of an npz file (read without loading arrays)."""
+    """Return "rmd17", "md17" or "sgdml" from the keys of an npz file (arrays not loaded)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
@@ -74,9 +82,11 @@ def _npz_layout(path: Path) -> str:
         return "rmd17"
     if "pos" in keys or "atomic_numbers" in keys:
         return "md17"
+    if "R" in keys or "z" in keys:
+        return "sgdml"
     raise DataError(
-        f"unknown npz layout: expected rMD17 keys {list(RMD17_KEYS)} or MD17 keys "
-        f"{list(MD17_KEYS)}; keys present: {sorted(keys)}",
+        f"unknown npz layout: expected rMD17 keys {list(RMD17_KEYS)}, MD17 keys "
+        f"{list(MD17_KEYS)} or sGDML/MD22 keys {list(SGDML_KEYS)}; keys present: {sorted(keys)}",
         str(path),
     )
 
@@ -87,8 +97,10 @@ def read_configurations(path: str | Path, **keys: Any) -> list[Configuration]:
     ``.xyz`` and ``.extxyz`` go to :func:`read_extxyz`, ``.db`` (ASE database) to
     :func:`read_ase_db`. ``.npz`` goes to
     :func:`read_rmd17_npz` if the file has ``coords``/``nuclear_charges`` and to
-    :func:`read_md17_npz` if it has ``pos``/``atomic_numbers``; each keeps its own default
-    ``energy_unit`` (kcal/mol for rMD17, eV for MD17) unless one is passed.
+    :func:`read_md17_npz` if it has ``pos``/``atomic_numbers`` and to :func:`read_sgdml_npz`
+    (sGDML and MD22) if it has ``R``/``z``; each keeps its own default ``energy_unit``
+    (kcal/mol for rMD17, eV for MD17, the file's ``e_unit`` or kcal/mol for sGDML) unless one
+    is passed.
 
     Args:
         path: the file.
@@ -110,8 +122,7 @@ def read_configurations(path: str | Path, **keys: Any) -> list[Configuration]:
         return read_extxyz(path, **keys)
     if suffix == ".npz":
         _check_options(path, keys, _NPZ_OPTIONS)
-        reader = read_rmd17_npz if _npz_layout(path) == "rmd17" else read_md17_npz
-        return reader(path, **keys)
+        return _NPZ_READERS[_npz_layout(path)](path, **keys)
     if suffix == ".db":
         _check_options(path, keys, _ASEDB_OPTIONS)
         return read_ase_db(path, **keys)
