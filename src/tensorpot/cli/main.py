@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="data, labelled or not (.xyz, .extxyz, .npz)")
     ev.add_argument("--output", help="write predictions to this extended-XYZ file")
     ev.add_argument("--parity", help="write a parity plot to this PNG file")
+    ev.add_argument("--profile", metavar="PNG", help="energy profile of a scan: plot to this "
+                    "PNG file, table beside it (.csv, .md); docs/profile.md")  # fmt: skip
+    ev.add_argument("--profile-key", metavar="KEY",
+                    help="info key of the scan coordinate (default: the frame order)")  # fmt: skip
     ev.add_argument("--energy-key", help="energy label key (default: energy)")
     ev.add_argument("--forces-key", help="forces label key (default: forces)")
     ev.add_argument("--stress-key", help="stress label key, eV/Å³ (default: stress)")
@@ -222,6 +226,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from tensorpot.errors import ConfigError
     from tensorpot.evaluation.evaluate import evaluate_file
     from tensorpot.evaluation.metrics import format_error_table
 
@@ -236,25 +241,37 @@ def _eval(args: argparse.Namespace) -> int:
         "energy_unit": args.energy_unit,
     }
     units = _pairs("--unit", args.unit)
-    table, predictions = evaluate_file(
-        args.model,
-        args.data,
-        output=args.output,
-        parity=args.parity,
-        batch_size=args.batch_size,
-        device=args.device,
-        overwrite=args.overwrite,
-        units=units,
-        **{k: v for k, v in options.items() if v is not None},
-    )
+    common = {"output": args.output, "parity": args.parity, "batch_size": args.batch_size,
+              "device": args.device, "overwrite": args.overwrite, "units": units,
+              **{k: v for k, v in options.items() if v is not None}}  # fmt: skip
+    profile = None
+    if args.profile is not None:
+        from tensorpot.evaluation.profile import evaluate_profile_file
+
+        table, predictions, profile = evaluate_profile_file(
+            args.model, args.data, args.profile, args.profile_key, **common
+        )
+    elif args.profile_key is not None:
+        raise ConfigError("--profile-key names the coordinate of --profile PNG: give both")
+    else:
+        table, predictions = evaluate_file(args.model, args.data, **common)
     if table:
         print(format_error_table({Path(args.data).name: table}, units))
+    if profile is not None:
+        print(f"\nenergy profile along {profile.coordinate}, relative to each curve's minimum:")
+        print(profile.format())
     else:
         hint = "" if args.output else "; give --output to write them"
         count = len(predictions)
         print(f"tensorpot: {args.data} has no labels to score: {count} structures predicted"
               f"{hint}", file=sys.stderr)  # fmt: skip
-    for label, path in (("predictions", args.output), ("parity plot", args.parity)):
+    written = [("predictions", args.output), ("parity plot", args.parity)]
+    if args.profile is not None:
+        from tensorpot.evaluation.profile import profile_paths
+
+        plot, csv, markdown = profile_paths(args.profile)
+        written += [("profile plot", plot), ("profile table", csv), ("profile table", markdown)]
+    for label, path in written:
         if path is not None:
             print(f"tensorpot: wrote {label} to {path}", file=sys.stderr)
     return 0

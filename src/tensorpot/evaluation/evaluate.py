@@ -346,6 +346,18 @@ def evaluate_file(
             a stress key that names virials, a device this machine lacks, or an output file
             that exists.
     """
+    table, predictions, _ = _evaluate_file(
+        model_path, data_path, output, parity, batch_size, device, overwrite, units,
+        **reader_options,
+    )  # fmt: skip
+    return table, predictions
+
+
+def _evaluate_file(
+    model_path: str | os.PathLike, data_path: str | os.PathLike, output: Any, parity: Any,
+    batch_size: int, device: str, overwrite: bool, units: Any, **reader_options: Any,
+) -> tuple[dict[str, float], list[StructurePrediction], list[Configuration]]:  # fmt: skip
+    """:func:`evaluate_file`, returning the configurations read as well."""
     from tensorpot.data.readers import read_configurations, read_extxyz_atoms
     from tensorpot.devices import resolve_device
     from tensorpot.models.io import load_model
@@ -381,4 +393,4 @@ def evaluate_file(
         from tensorpot.evaluation.plots import plot_parity_predictions
 
         plot_parity_predictions(parity, configs, predictions, overwrite=overwrite, units=units)
-    return table, predictions
+    return table, predictions, configs

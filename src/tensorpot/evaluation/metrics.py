@@ -32,6 +32,9 @@ METRIC_UNITS = {
     "stress_rmse": "meV/Å³",
     "virials_mae_per_atom": "meV/atom",
     "virials_rmse_per_atom": "meV/atom",
+    # energies along a scan, each relative to its minimum (tensorpot.evaluation.profile)
+    "relative_energy_mae": "meV",
+    "relative_energy_rmse": "meV",
 }
 #: default units of the labels of the other outputs (the data's own: override per run)
 LABEL_UNITS = {"dipole": "e·Å", "polarizability": "Å³"}
