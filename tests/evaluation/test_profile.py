@@ -11,7 +11,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 import tensorpot
 from tensorpot.data.configuration import Configuration
-from tensorpot.errors import DataError
+from tensorpot.errors import ConfigError, DataError
 from tensorpot.evaluation.evaluate import OutputExistsError, StructurePrediction, predict
 from tensorpot.evaluation.profile import (
     energy_profile,
@@ -128,16 +128,17 @@ def _moving_side(atoms) -> list[int]:
     return sorted(side)
 
 
-def test_profile_coordinates_from_info_npz_and_frame_order(tmp_path, scan):
+def test_profile_coordinates_from_info_and_npz(tmp_path, scan):
     _, path = scan
     np.testing.assert_array_equal(profile_coordinates(path, "dihedral"), ANGLES)
-    np.testing.assert_array_equal(profile_coordinates(path, None), np.arange(len(ANGLES)))
     npz = tmp_path / "scan.npz"
     np.savez(npz, R=np.zeros((3, 2, 3)), E=np.zeros(3), F=np.zeros((3, 2, 3)), z=[1, 1],
              phi=np.array([10.0, 20.0, 30.0]))  # fmt: skip
     np.testing.assert_array_equal(profile_coordinates(npz, "phi"), [10.0, 20.0, 30.0])
     with pytest.raises(DataError, match="no profile key 'psi'"):
         profile_coordinates(npz, "psi")
+    with pytest.raises(ConfigError, match="PNG"):
+        profile_paths(tmp_path / "profile.csv")
 
 
 @pytest.mark.parametrize(("value", "problem"), [(None, "no profile key"), ("'abc'", "not one")])

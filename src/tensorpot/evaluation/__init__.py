@@ -1,1 +1,1 @@
-"""Error tables, predictions written to files, and plots."""
+"""Error tables, predictions written to files, plots, and energy profiles along scans."""

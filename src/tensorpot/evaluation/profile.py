@@ -167,26 +167,22 @@ def _coordinate(value: Any, key: str, file: str, frame: int) -> float:
     return number
 
 
-def profile_coordinates(data_path: str | os.PathLike, key: str | None) -> np.ndarray:
+def profile_coordinates(data_path: str | os.PathLike, key: str) -> np.ndarray:
     """The scan coordinate of every frame of a data file.
 
     Args:
         data_path: an extended-XYZ file (the coordinate in each frame's info) or an npz file
             (a per-frame array ``[frames]``).
-        key: the info key or array name; None for the frame order (0, 1, 2, ...).
+        key: the info key or array name.
 
     Raises:
         DataError: naming the file and frame whose key is missing or not one finite number.
         ConfigError: a key was named for a file type that has no per-frame keys here.
     """
-    from tensorpot.data.readers import read_configurations, read_extxyz_atoms
+    from tensorpot.data.readers import read_extxyz_atoms
     from tensorpot.data.readers.npz import load_npz
 
     file, suffix = str(data_path), Path(data_path).suffix.lower()
-    if key is None:
-        if suffix in (".xyz", ".extxyz"):
-            return np.arange(len(read_extxyz_atoms(data_path)), dtype=np.float64)
-        return np.arange(len(read_configurations(data_path)), dtype=np.float64)
     if suffix in (".xyz", ".extxyz"):
         values = []
         for frame, atoms in enumerate(read_extxyz_atoms(data_path)):
@@ -210,6 +206,8 @@ def profile_coordinates(data_path: str | os.PathLike, key: str | None) -> np.nda
 def profile_paths(plot: str | os.PathLike) -> tuple[Path, Path, Path]:
     """``(plot, table CSV, table Markdown)``: the CSV and Markdown files beside the PNG."""
     plot = Path(plot)
+    if plot.suffix.lower() in (".csv", ".md"):
+        raise ConfigError(f"{plot}: the profile plot is a PNG file; its tables go beside it")
     return plot, plot.with_suffix(".csv"), plot.with_suffix(".md")
 
 
@@ -280,12 +278,14 @@ def evaluate_profile_file(
     paths = profile_paths(plot)
     for path in paths:
         check_output(path, overwrite)
-    coordinates = profile_coordinates(data_path, key)
+    coordinates = None if key is None else profile_coordinates(data_path, key)
     options = {"output": None, "parity": None, "units": None, **eval_options}
     table, predictions, configs = _evaluate_file(
         model_path, data_path, batch_size=batch_size, device=device, overwrite=overwrite,
         **options,
     )  # fmt: skip
+    if coordinates is None:
+        coordinates = np.arange(len(configs), dtype=np.float64)
     if len(coordinates) != len(configs):
         raise DataError(
             f"profile key {key!r} has {len(coordinates)} values for {len(configs)} frames",
