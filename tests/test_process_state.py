@@ -64,6 +64,10 @@ atoms.calc = TensorPotCalculator(model=model)
 atoms.get_potential_energy(), atoms.get_forces()
 evaluate(model, read_configurations(data))
 run_md(model, MDSettings(steps=3, ensemble="nvt"), MDFiles.beside(out / "md.xyz"), structure=data)
+from tensorpot.dynamics.lammps import lammps_unavailable
+if lammps_unavailable() is None:  # LAMMPS (and MPI) started and ended in the process
+    run_md(model, MDSettings(steps=3), MDFiles.beside(out / "lmp.xyz"), structure=data,
+           engine="lammps")
 train({
     "train_file": str(data), "valid_fraction": 0.5, "batch_size": 1, "max_num_epochs": 1,
     "E0s": "average", "progress_bar": False, "log_to_stdout": False, "threads": 1,

@@ -200,6 +200,8 @@ def _add_md_parser(md: argparse.ArgumentParser) -> None:
     md.add_argument("--rdf-threshold", type=float, default=1.0, help="largest window RDF MAE")
     md.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     md.add_argument("--dtype", choices=["float32", "float64"], help="default: the model's")
+    md.add_argument("--engine", choices=["ase", "lammps"], default="ase",
+                    help="integrate with ASE or in LAMMPS (NVE; docs/lammps.md)")  # fmt: skip
 
 
 def _overrides(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
@@ -293,7 +295,10 @@ def _md(args: argparse.Namespace) -> int:
     files = MDFiles.beside(trajectory, args.log, args.report)
     report = run_md(args.model, settings, files, structure=args.structure, frame=args.frame,
                     restart=args.restart, append=args.append, reference=args.reference, rdf=rdf,
-                    device=args.device, dtype=args.dtype, progress=sys.stderr.isatty())  # fmt: skip
+                    device=args.device, dtype=args.dtype, progress=sys.stderr.isatty(),
+                    engine=args.engine)  # fmt: skip
+    if report.rank != 0:  # LAMMPS under mpirun: rank 0 reports
+        return 0
     print(report.format())
     for label, path in report.files.items():
         print(f"tensorpot: wrote {label} to {path}", file=sys.stderr)

@@ -40,6 +40,8 @@ class MDReport:
         bonds: the bond-length criterion.
         rdf: the RDF and its criterion (with ``rdf`` asked for).
         files: ``{"trajectory": ..., "log": ..., "report": ...}``.
+        rank: the MPI rank of the process (a LAMMPS run under ``mpirun``); the files of a
+            rank other than 0 went to a temporary directory, removed after the run.
     """
 
     integrator: str
@@ -58,6 +60,7 @@ class MDReport:
     bonds: BondStability
     rdf: RDFStability | None
     files: dict[str, str]
+    rank: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (arrays as lists, NaN as None)."""

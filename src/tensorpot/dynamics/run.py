@@ -15,10 +15,11 @@ import copy
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def run_md(
     progress: bool = False,
     handle_signals: bool = True,
     observer: Callable[[MDSample], None] | None = None,
+    engine: str = "ase",
 ) -> MDReport:
     """Run MD of ``model`` from a structure file or from a trajectory's last frame.
 
@@ -117,12 +119,17 @@ def run_md(
         progress: draw a progress bar on stderr.
         handle_signals: stop cleanly on SIGINT/SIGTERM.
         observer: called with every logged :class:`MDSample`.
+        engine: ``"ase"`` (the integrators of :mod:`~tensorpot.dynamics.ensembles`) or
+            ``"lammps"`` (NVE in LAMMPS, :class:`~tensorpot.dynamics.lammps.LammpsVerlet`).
 
     Raises:
         DataError: a missing or unreadable structure, trajectory or reference.
-        ConfigError: NPT or an RDF without a periodic cell, a model without energies.
+        ConfigError: NPT or an RDF without a periodic cell, a model without energies, another
+            ensemble than NVE in LAMMPS, LAMMPS not installed.
         OutputExistsError: an output exists and is not being continued.
     """
+    if engine not in ("ase", "lammps"):
+        raise ConfigError(f"engine must be ase or lammps, got {engine!r}")
     start, source = _start(structure, frame, restart)
     appending = _check_outputs(files, restart, append)
     atoms = start.atoms
@@ -130,22 +137,39 @@ def run_md(
     _check_structure(atoms, atoms.calc.model, source)
     if restart is None:
         _initial_velocities(atoms, settings, start, source)
-    try:
-        integrator = make_integrator(atoms, settings, start.step)
-    except ConfigError as err:  # NPT without a periodic cell
-        raise ConfigError(f"{source}: {err}") from None
     if rdf is not None and not is_bulk(atoms):
         raise ConfigError(f"{source}: an RDF needs a cell periodic in all three directions")
     first = _first_frame(restart, atoms) if restart is not None else atoms.copy()
     ref = _reference(reference, atoms) if reference is not None else None
     bonds = BondMonitor(first, ref)
     rdfs = RDFMonitor(rdf, ref) if rdf else None
-    clock = time.perf_counter()
-    with _signals(handle_signals) as stop:
-        steps = _loop(integrator, atoms, settings, files, start, appending, progress, stop,
-                      [bonds.update, *([rdfs.update] if rdfs else [])], observer)  # fmt: skip
-    return _report(settings, integrator, atoms, start, steps, stop, time.perf_counter() - clock,
-                   bonds, rdfs, files)  # fmt: skip
+    monitors = [bonds.update, *([rdfs.update] if rdfs else [])]
+    try:
+        integrator = _integrator(engine, atoms, settings, start.step)
+    except ConfigError as err:  # NPT without a periodic cell
+        raise ConfigError(f"{source}: {err}") from None
+    rank = getattr(integrator, "rank", 0)  # LAMMPS under mpirun: only rank 0 writes files
+    with tempfile.TemporaryDirectory() if rank else nullcontext() as scratch:
+        if scratch is not None:
+            files = MDFiles.beside(Path(scratch) / files.trajectory.name)
+        clock = time.perf_counter()
+        try:
+            with _signals(handle_signals) as stop:
+                steps = _loop(integrator, atoms, settings, files, start, appending,
+                              progress and not rank, stop, monitors, observer)  # fmt: skip
+        finally:
+            if hasattr(integrator, "close"):  # LAMMPS ends its instance
+                integrator.close()
+        return _report(settings, integrator, atoms, start, steps, stop,
+                       time.perf_counter() - clock, bonds, rdfs, files, rank)  # fmt: skip
+
+
+def _integrator(engine: str, atoms: Atoms, settings: MDSettings, step: int):
+    if engine == "lammps":
+        from tensorpot.dynamics.lammps import LammpsVerlet
+
+        return LammpsVerlet(atoms, settings, step)
+    return make_integrator(atoms, settings, step)
 
 
 def _start(structure, frame: int, restart) -> tuple[StartState, str]:
@@ -348,7 +372,7 @@ def _loop(integrator, atoms, settings, files, start, appending, progress, stop, 
     return done
 
 
-def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, files):
+def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, files, rank):
     series = stop.series
     time_ps = np.array(series.time)
     total = np.array(series.potential) + np.array(series.kinetic)
@@ -370,6 +394,7 @@ def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, 
         bonds=bonds.result(),
         rdf=rdfs.result(temperature.start) if rdfs is not None else None,
         files={k: str(getattr(files, k)) for k in ("trajectory", "log", "report")},
+        rank=rank,
     )
     write_report(report, files.report)
     return report
