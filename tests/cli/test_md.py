@@ -113,3 +113,32 @@ def test_sigint_stops_the_command_with_its_files_whole(tmp_path, model_file, sta
     frames = ase.io.read(trajectory, index=":")
     assert report["stopped"] == "SIGINT" and 2 <= report["steps_run"] < 1000000
     assert frames[-1].info["step"] == report["steps_run"]
+
+
+def test_md_in_lammps_continues_a_run_as_one_run(tmp_path, capsys, model_file, start):
+    """``--engine lammps``: 8 steps, then ``--restart --append`` 4 more, give the frames of
+    one 12-step run (to the 1e-8 Å of the files); other ensembles are refused in one line."""
+    from tensorpot.dynamics.lammps import lammps_unavailable
+
+    why = lammps_unavailable()
+    if why is not None:
+        pytest.skip(f"LAMMPS cannot start: {why}")
+    common = ["--engine", "lammps", "--traj-interval", "4", "--log-interval", "2"]
+    one = ["md", "--model", str(model_file), "--trajectory", str(tmp_path / "one.xyz"), *common]
+    assert main([*one, "--structure", str(start), "--steps", "12"]) == 0
+    assert "LammpsVerlet (nve), 27 atoms, dt 0.5 fs: 12 of 12 steps" in capsys.readouterr().out
+    argv = md_args(model_file, tmp_path, *common)
+    assert main([*argv, "--structure", str(start), "--steps", "8"]) == 0
+    assert main([*argv, "--restart", str(tmp_path / "md.xyz"), "--append", "--steps", "4"]) == 0
+    whole = ase.io.read(tmp_path / "one.xyz", index=":")
+    pieces = ase.io.read(tmp_path / "md.xyz", index=":")
+    assert [f.info["step"] for f in pieces] == [f.info["step"] for f in whole] == [0, 4, 8, 12]
+    for a, b in zip(whole, pieces):
+        assert abs(a.positions - b.positions).max() < 1e-6
+    capsys.readouterr()
+    nvt = md_args(model_file, tmp_path / "nvt", "--structure", str(start), "--steps", "2",
+                  "--engine", "lammps", "--ensemble", "nvt")  # fmt: skip
+    assert main(nvt) == 2
+    assert stderr_lines(capsys) == [
+        f"tensorpot: error: {start}: LAMMPS runs NVE (fix nve) only, not nvt"
+    ]

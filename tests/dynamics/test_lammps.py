@@ -3,6 +3,7 @@ calculator's on LAMMPS's positions at every step, and LAMMPS's velocity Verlet f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from tensorpot.calculators import TensorPotCalculator
 from tensorpot.dynamics import MDFiles, MDSettings, run_md
 from tensorpot.dynamics.lammps import LammpsVerlet, lammps_unavailable
 from tensorpot.dynamics.trajectory import read_structure
-from tensorpot.errors import ConfigError
+from tensorpot.errors import ConfigError, DataError
 
 _WHY = lammps_unavailable()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"LAMMPS cannot start: {_WHY}")
@@ -117,6 +118,29 @@ def test_lammps_refuses_other_ensembles_and_engines(tmp_path, model, molecule_fi
     assert not files.trajectory.exists()
 
 
+def test_an_error_in_the_model_stops_the_lammps_run_and_is_raised(model, molecule_file):
+    """The callback's exception cannot cross LAMMPS; the run stops and it is raised after."""
+    atoms = _start(molecule_file, model)
+    verlet = LammpsVerlet(atoms, MDSettings(steps=50, log_interval=50, trajectory_interval=50))
+    calls = []
+    evaluate = verlet.calc.calculate
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise DataError("two atoms at the same position")
+        return evaluate(*args, **kwargs)
+
+    verlet.calc.calculate = failing
+    try:
+        with pytest.raises(DataError, match="same position"):
+            for _ in verlet.irun(50):
+                pass
+        assert len(calls) == 4  # stopped at the first failure, not 46 steps later
+    finally:
+        verlet.close()
+
+
 def _mpirun() -> str | None:
     return shutil.which("mpirun") or shutil.which("mpirun", path=str(Path(sys.executable).parent))
 
@@ -145,3 +169,51 @@ def test_two_mpi_processes_run_the_single_process_trajectory(tmp_path, model, cr
         np.testing.assert_allclose(b.get_forces(), a.get_forces(), rtol=0, atol=1e-8)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("two")) == [
         "two.log.csv", "two.report.json", "two.xyz"]  # fmt: skip
+
+
+THERMO = """
+import json, sys
+import numpy as np
+from ase.io import read
+from tensorpot.calculators import TensorPotCalculator
+from tensorpot.dynamics import MDSettings
+from tensorpot.dynamics.lammps import LammpsVerlet
+import tensorpot
+atoms = read(sys.argv[2])
+atoms.set_velocities(np.full((len(atoms), 3), 0.01))
+atoms.calc = TensorPotCalculator(model_path=sys.argv[1])
+verlet = LammpsVerlet(atoms, MDSettings(steps=6, log_interval=2, trajectory_interval=2))
+out = {"pe": [], "press": [], "energy": [], "positions": None, "nprocs": verlet.nprocs}
+for _ in verlet.irun(6):
+    out["pe"].append(verlet.thermo("pe"))
+    out["press"].append(verlet.thermo("press"))
+    out["energy"].append(atoms.get_potential_energy())
+out["positions"] = atoms.positions.tolist()
+if verlet.rank == 0:
+    print(json.dumps(out))
+verlet.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_mpirun() is None, reason="no mpirun (pip install mpich)")
+def test_two_mpi_processes_give_lammps_the_whole_energy_and_pressure(tmp_path, model,
+                                                                     crystal_file):  # fmt: skip
+    """LAMMPS's ``pe`` and ``press`` with two processes are those of one process (a fix's
+    global energy and virial are not summed over processes, so each sets the whole)."""
+    model_file = tensorpot.save_model(model, tmp_path / "tiny.model")
+    script = tmp_path / "thermo.py"
+    script.write_text(THERMO)
+    env = {**os.environ, "PYTHONPATH": str(Path(tensorpot.__file__).parents[1])}
+    runs = {}
+    for nprocs in (1, 2):
+        prefix = [_mpirun(), "-np", "2"] if nprocs == 2 else []
+        done = subprocess.run([*prefix, sys.executable, str(script), str(model_file),
+                               str(crystal_file)], env=env, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs[nprocs] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs[1]["nprocs"] == 1 and runs[2]["nprocs"] == 2
+    np.testing.assert_allclose(runs[1]["pe"], runs[1]["energy"], rtol=0, atol=1e-8)
+    for key in ("pe", "press", "positions"):
+        np.testing.assert_allclose(runs[2][key], runs[1][key], rtol=1e-10, atol=1e-8)

@@ -141,6 +141,7 @@ class LammpsVerlet:
         self._mirror = Atoms(atoms.numbers, atoms.positions @ self._rotation, cell=cell,
                              pbc=atoms.pbc)  # fmt: skip
         self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None
+        self._error: BaseException | None = None
         self.lmp = start_lammps()
         self.rank = self.lmp.extract_setting("world_rank")
         self.nprocs = self.lmp.extract_setting("world_size")
@@ -177,7 +178,19 @@ class LammpsVerlet:
         lmp.set_fix_external_callback(_FIX, self._callback)
 
     def _callback(self, caller, ntimestep, nlocal, tag, x, f) -> None:
-        """Forces on this process's atoms (``f`` in place), the energy and the virial."""
+        """Forces on this process's atoms (``f`` in place), the energy and the virial.
+
+        An exception cannot cross LAMMPS (ctypes would print it and go on with stale forces):
+        it is kept, LAMMPS is told to stop the run at once, and :meth:`_run` raises it.
+        """
+        try:
+            self._evaluate(nlocal, tag, x, f)
+        except BaseException as err:
+            self._error = self._error or err
+            f[:] = 0.0
+            self.lmp.force_timeout()
+
+    def _evaluate(self, nlocal, tag, x, f) -> None:
         if self.nprocs > 1:  # every process makes this collective call in its callback
             n = len(self.atoms)
             positions = np.ctypeslib.as_array(self.lmp.gather_atoms("x", 1, 3)).reshape(n, 3)
@@ -191,10 +204,11 @@ class LammpsVerlet:
         results = self.calc.results
         forces = results["forces"]
         f[:] = forces[np.asarray(tag) - 1]
-        self.lmp.fix_external_set_energy_global(_FIX, results["energy"] / self.nprocs)
+        # the whole energy and virial on every process: LAMMPS does not sum a fix's over them
+        self.lmp.fix_external_set_energy_global(_FIX, results["energy"])
         stress = results.get("stress")
         if stress is not None:  # W = -V sigma; LAMMPS order xx yy zz xy xz yz
-            virial = -abs(mirror.cell.volume) * stress[[0, 1, 2, 5, 4, 3]] / self.nprocs
+            virial = -abs(mirror.cell.volume) * stress[[0, 1, 2, 5, 4, 3]]
             self.lmp.fix_external_set_virial_global(_FIX, virial.tolist())
         self._last = (results["energy"], forces.copy(), stress)
 
@@ -203,22 +217,25 @@ class LammpsVerlet:
         divisor of the trajectory and log intervals, so that every step they ask for is
         seen), ``steps`` steps in all."""
         chunk = math.gcd(self.settings.trajectory_interval, self.settings.log_interval)
-        self.lmp.command("run 0")
-        self._sync()
+        self._run("run 0")
         yield True
         done = 0
         while done < steps:
             n = min(chunk, steps - done)
-            self.lmp.command(f"run {n} pre no post no")
+            self.run(n)
             done += n
-            self.nsteps += n
-            self._sync()
             yield True
 
     def run(self, steps: int) -> None:
         """Run ``steps`` steps in one LAMMPS ``run`` (no intermediate copies to ``atoms``)."""
-        self.lmp.command(f"run {steps} pre no post no")
+        self._run(f"run {steps} pre no post no")
         self.nsteps += steps
+
+    def _run(self, command: str) -> None:
+        self._error = None
+        self.lmp.command(command)
+        if self._error is not None:
+            raise self._error
         self._sync()
 
     def _sync(self) -> None:
