@@ -134,6 +134,9 @@ class LammpsVerlet:
             raise ConfigError(f"LAMMPS runs NVE (fix nve) only, not {settings.ensemble}")
         if not isinstance(atoms.calc, TensorPotCalculator):
             raise ConfigError("LammpsVerlet needs atoms whose calculator is a tensorpot model")
+        if atoms.pbc.any() and not atoms.pbc.all():
+            raise ConfigError(f"LAMMPS runs cells periodic in x, y and z, or molecules; the "
+                              f"structure has pbc={atoms.pbc.tolist()}")  # fmt: skip
         self.atoms, self.calc, self.settings = atoms, atoms.calc, settings
         self.nsteps, self._start = 0, step
         self._rotation, cell = _lammps_frame(atoms)
@@ -145,20 +148,24 @@ class LammpsVerlet:
         self.lmp = start_lammps()
         self.rank = self.lmp.extract_setting("world_rank")
         self.nprocs = self.lmp.extract_setting("world_size")
-        self._setup(cell)
+        try:
+            self._setup(cell)
+        except BaseException:
+            self.close()
+            raise
 
     def _setup(self, cell: np.ndarray) -> None:
         atoms, lmp = self.atoms, self.lmp
-        kinds = sorted(set(atoms.numbers.tolist()))
+        masses = atoms.get_masses()
+        kinds = sorted(set(zip(atoms.numbers.tolist(), masses.tolist())))  # LAMMPS's types
         boundary = "p p p" if self._periodic else "s s s"  # a molecule: shrink-wrapped
         lmp.commands_list(["units metal", "atom_style atomic", "atom_modify map array",
                            f"boundary {boundary}"])  # fmt: skip
         lmp.command(_region(cell, self._mirror.positions, atoms.pbc))
         lmp.command(f"create_box {len(kinds)} box")
-        masses = atoms.get_masses()
-        for k, z in enumerate(kinds, 1):
-            lmp.command(f"mass {k} {float(masses[atoms.numbers == z][0])!r}")
-        types = [kinds.index(z) + 1 for z in atoms.numbers]
+        for k, (_, mass) in enumerate(kinds, 1):
+            lmp.command(f"mass {k} {mass!r}")
+        types = [kinds.index(kind) + 1 for kind in zip(atoms.numbers.tolist(), masses.tolist())]
         velocities = atoms.get_velocities() @ self._rotation * _VELOCITY  # Å/ps
         positions, images = _wrap(lmp, self._mirror.positions, cell, self._periodic)
         lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types,
@@ -306,9 +313,7 @@ def _lammps_frame(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
 def _region(cell: np.ndarray, positions: np.ndarray, pbc: np.ndarray) -> str:
     """The ``region box`` command: the cell (a prism for a tilted one), or around the atoms
     in directions that are not periodic (shrink-wrapped by LAMMPS)."""
-    if not pbc.all():
-        if pbc.any():
-            raise ConfigError("LAMMPS runs cells periodic in x, y and z, or molecules")
+    if not pbc.any():
         low, high = (positions.min(axis=0) - 1.0).tolist(), (positions.max(axis=0) + 1.0).tolist()
         return "region box block " + " ".join(f"{a!r} {b!r}" for a, b in zip(low, high))
     (ax, _, _), (bx, by, _), (cx, cy, cz) = cell.tolist()
