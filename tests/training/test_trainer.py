@@ -90,10 +90,10 @@ def crash_in_epoch(monkeypatch, crash: int) -> None:
     ends it)."""
     real_epoch = trainer_module._train_epoch
 
-    def crashing(state, dataset, cfg, epoch, bar):
+    def crashing(state, dataset, cfg, epoch, bar, *rest):
         if epoch == crash:
             raise KeyboardInterrupt
-        return real_epoch(state, dataset, cfg, epoch, bar)
+        return real_epoch(state, dataset, cfg, epoch, bar, *rest)
 
     monkeypatch.setattr(trainer_module, "_train_epoch", crashing)
 
@@ -185,11 +185,11 @@ def test_checkpoints_by_time(tmp_path, frames_file, e0s, monkeypatch, minutes, n
     clock, seen = FakeClock(), []
     real_epoch = trainer_module._train_epoch
 
-    def four_minutes(state, dataset, cfg, epoch, bar):
+    def four_minutes(state, dataset, cfg, epoch, bar, *rest):
         if epoch > 1:  # the newest checkpoint when this epoch starts
             seen.append(list_checkpoints(out / "checkpoints")[-1][0])
         clock.seconds += 4 * 60.0
-        return real_epoch(state, dataset, cfg, epoch, bar)
+        return real_epoch(state, dataset, cfg, epoch, bar, *rest)
 
     monkeypatch.setattr(trainer_module, "_train_epoch", four_minutes)
     train(config, clock=clock)

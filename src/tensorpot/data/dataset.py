@@ -128,19 +128,32 @@ def collate_samples(
     return batch, targets, weights
 
 
+def batch_indices(
+    size: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[list[int]]:
+    """The indices of every batch of an epoch over ``size`` samples: ``batch_size`` each (the
+    last may be smaller), in a random order drawn with ``generator`` when ``shuffle``."""
+    order = torch.randperm(size, generator=generator) if shuffle else torch.arange(size)
+    for start in range(0, size, batch_size):
+        yield order[start : start + batch_size].tolist()
+
+
 def iterate_batches(
     dataset: Sequence[Sample],
     batch_size: int,
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
-) -> Iterator[tuple[GraphBatch, Targets, torch.Tensor]]:
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[GraphBatch, Targets, torch.Tensor] | None]:
     """Batches of ``batch_size`` samples (the last may be smaller), shuffled with ``generator``.
 
     Each is ``(batch, targets, weights)`` from :func:`collate_samples`, labels and masks
-    included."""
-    order = (
-        torch.randperm(len(dataset), generator=generator) if shuffle else torch.arange(len(dataset))
-    )
-    for start in range(0, len(dataset), batch_size):
-        yield collate_samples([dataset[int(i)] for i in order[start : start + batch_size]], dtype)
+    included. With ``world_size`` > 1 each global batch is shared among the processes: this
+    one (``rank``) gets its samples ``rank, rank + world_size, ...``, and None where that share
+    of a short last batch is empty."""
+    for indices in batch_indices(len(dataset), batch_size, shuffle, generator):
+        mine = indices[rank::world_size]
+        yield collate_samples([dataset[i] for i in mine], dtype) if mine else None

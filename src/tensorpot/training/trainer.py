@@ -10,6 +10,11 @@ saved as ``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpo
 count, by time (``checkpoint_minutes``) and after the first best model, so that a killed run
 leaves something to resume from. The set-up facts and one line per epoch go to
 ``<output_dir>/train.log`` and stdout (:func:`~tensorpot.training.setup.run_log`).
+
+Under ``torchrun`` the run is data-parallel (:mod:`tensorpot.training.distributed`): every
+process trains on its share of each global batch of ``batch_size`` structures, the gradients
+are summed over the processes, and rank 0 alone computes the data-set statistics and writes
+the model, checkpoints, logs and error tables.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from tqdm.auto import tqdm
 from tensorpot import __version__
 from tensorpot.config import RunConfig, parse_run_config
 from tensorpot.data.batch import GraphBatch, Targets
+from tensorpot.data.configuration import PROPERTY_PREFIX
 from tensorpot.data.dataset import GraphDataset, iterate_batches
 from tensorpot.devices import resolve_device
 from tensorpot.errors import DataError, TensorPotError
@@ -45,12 +51,15 @@ from tensorpot.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from tensorpot.training.distributed import SINGLE, World, join
 from tensorpot.training.loss import (
+    TERMS,
     EnergyLossSmoothing,
+    LossWeights,
     TermSums,
     combine_terms,
     loss_term_sums,
-    weighted_loss,
+    weighted_total,
 )
 from tensorpot.training.setup import (
     History,
@@ -120,7 +129,8 @@ def train(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _run(config, resume, clock)
+        with join(resolve_device(config.device)) as world:
+            return _run(config, resume, clock, world)
     finally:
         torch.set_num_threads(threads)
 
@@ -184,42 +194,60 @@ def _log_model(model: Potential, device: torch.device) -> None:
     )  # fmt: skip
 
 
-def _run(config: RunConfig, resume: bool, clock: Callable[[], float]) -> TrainResult:
+def _run(config: RunConfig, resume: bool, clock: Callable[[], float], world: World) -> TrainResult:
     start = clock()
     out = config.run_dir
     model_path = out / f"{config.name}.model"
     latest = _existing_checkpoint(config, resume)  # before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    with run_log(out / "train.log", config.log_to_stdout):
+    world.barrier()  # every rank has looked before rank 0 writes
+    with ExitStack() as stack:
+        if world.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(run_log(out / "train.log", config.log_to_stdout))
         logger.info("tensorpot %s: run %r in %s", __version__, config.name, out)
+        if world.parallel:
+            logger.info("data-parallel: %d processes, rank %d", world.size, world.rank)
         if latest is None and resume:
             logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
-        data, state = _set_up(config, latest)
-        history = History(out / "log.csv", keep_epochs=state.epoch)
-        writer = tensorboard_writer(out / "tensorboard")
+        data, state = _set_up(config, latest, world)
+        history = History(out / "log.csv", keep_epochs=state.epoch) if world.is_main else None
+        writer = tensorboard_writer(out / "tensorboard") if world.is_main else None
         try:
-            _loop(state, data, config, history, writer, _Clock(clock, start), latest is not None)
+            _loop(state, data, config, _Outputs(history, writer, world), _Clock(clock, start),
+                  latest is not None)  # fmt: skip
         finally:
             if writer is not None:
                 writer.close()
-        tables = _final_errors(model_path, data, config, state.model.device)
+        tables: dict[str, dict[str, float]] = {}
         errors_path = out / "errors.md"
-        text = format_error_table(tables, config.units)
-        errors_path.write_text(text + "\n", encoding="utf-8")
-        logger.info("errors of the best model (%s):\n%s", model_path.name, text)
+        if world.is_main:
+            tables = _final_errors(model_path, data, config, state.model.device)
+            text = format_error_table(tables, config.units)
+            errors_path.write_text(text + "\n", encoding="utf-8")
+            logger.info("errors of the best model (%s):\n%s", model_path.name, text)
+        tables = world.broadcast(tables)
+        world.barrier()
     return TrainResult(
-        model_path, state.best_valid_loss, state.epoch, history.path, tables, errors_path
+        model_path, state.best_valid_loss, state.epoch, out / "log.csv", tables, errors_path
     )
 
 
-def _set_up(config: RunConfig, latest: Path | None) -> tuple[RunData, TrainingState]:
-    """Data, model and training state: fresh, or restored from the checkpoint ``latest``."""
+def _set_up(
+    config: RunConfig, latest: Path | None, world: World = SINGLE
+) -> tuple[RunData, TrainingState]:
+    """Data, model and training state: fresh, or restored from the checkpoint ``latest``.
+
+    The statistics of a fresh model are computed on rank 0 and sent to the other ranks, so
+    every rank builds the same model."""
     checkpoint = load_checkpoint(latest) if latest is not None else None
     if checkpoint is not None:
         logger.info("resuming %s after epoch %d", latest, int(checkpoint["epoch"]))
-    device = resolve_device(config.device)
+    device = world.device(resolve_device(config.device))
     data = prepare_data(config, checkpoint["model_config"] if checkpoint else None)
-    cfg = checkpoint["model_config"] if checkpoint else model_dict(config, data)
+    if checkpoint:
+        cfg = checkpoint["model_config"]
+    else:
+        cfg = world.broadcast(model_dict(config, data) if world.is_main else None)
     model = build_model(cfg).to(device)
     data.check_elements(model.atomic_numbers)
     check_labels(config, model.config.output_names, data.train)
@@ -230,6 +258,15 @@ def _set_up(config: RunConfig, latest: Path | None) -> tuple[RunData, TrainingSt
         _warn_changes(config, checkpoint)
     _log_model(model, device)
     return data, state
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """Where the epochs are recorded: the CSV log and TensorBoard (rank 0; None elsewhere)."""
+
+    history: History | None
+    writer: object
+    world: World
 
 
 @dataclass
@@ -268,22 +305,24 @@ def _loop(
     state: TrainingState,
     data: RunData,
     config: RunConfig,
-    history: History,
-    writer: object,
+    outputs: _Outputs,
     clock: _Clock,
     checkpointed: bool,
 ) -> None:
     """Train epochs ``state.epoch + 1 .. max_num_epochs`` (or until the time budget is spent).
 
-    ``checkpointed``: whether a checkpoint of this run exists already (a resumed run).
+    ``checkpointed``: whether a checkpoint of this run exists already (a resumed run). The
+    time budget is rank 0's clock, sent to every rank, so all stop after the same epoch.
     """
+    world = outputs.world
+    names = _term_names(data.train)
     num_batches = math.ceil(len(data.train) / config.batch_size)
     remaining = max(config.max_num_epochs - state.epoch, 0)
     bar = tqdm(
         total=remaining * num_batches,
         desc=config.name,
         unit="batch",
-        disable=not (config.progress_bar and sys.stderr.isatty()),  # no bar in a log file
+        disable=not (config.progress_bar and sys.stderr.isatty() and world.is_main),
         dynamic_ncols=True,
         mininterval=0.5,
     )
@@ -292,32 +331,36 @@ def _loop(
             epoch = state.epoch + 1
             tic = clock.now()
             state.maybe_start_stage_two(epoch, config)
-            train_loss = _train_epoch(state, data.train, config, epoch, bar)
+            train_loss = _train_epoch(state, data.train, config, epoch, bar, world, names)
             state.epoch = epoch
             budget = config.time_budget_minutes
             over = budget is not None and clock.minutes_since(clock.start) >= budget
+            over = world.broadcast(over)
             last = over or epoch == config.max_num_epochs
             row = {"epoch": epoch, "lr": state.lr, "train_loss": train_loss}
             improved = False
             if epoch % config.eval_interval == 0 or last:
-                part, improved = _validate(state, data.valid, config, epoch)
+                part, improved = _validate(state, data.valid, config, epoch, world)
                 row.update(part)
                 bar.set_postfix(loss=f"{train_loss:.4g}", valid=f"{row['valid_loss']:.4g}")
             row["stage"] = 2 if state.stage_two else 1
             row["time_s"] = clock.now() - tic
-            history.append(row)
-            if writer is not None:
+            if outputs.history is not None:
+                outputs.history.append(row)
+            if outputs.writer is not None:
                 for key in ("lr", "train_loss", "valid_loss"):
                     if key in row:
-                        writer.add_scalar(key, row[key], epoch)
+                        outputs.writer.add_scalar(key, row[key], epoch)
             notes = ["best"] if improved else []
+            due = clock.minutes_since(clock.last_checkpoint) >= config.checkpoint_minutes
             if (
                 epoch % config.checkpoint_interval == 0
                 or last
-                or clock.minutes_since(clock.last_checkpoint) >= config.checkpoint_minutes
+                or world.broadcast(due)
                 or (improved and not checkpointed)  # else a kill leaves a model, no checkpoint
             ):
-                _save_checkpoint(state, config)
+                if world.is_main:
+                    _save_checkpoint(state, config)
                 clock.last_checkpoint, checkpointed = clock.now(), True
                 notes.append("checkpoint")
             logger.info("%s", _epoch_line(row, config.max_num_epochs, notes))
@@ -343,34 +386,100 @@ def _predict(model: Potential, batch: GraphBatch, targets: Targets) -> Predictio
     return model(batch, compute_forces=targets.forces is not None, compute_stress=stress)
 
 
+def _term_names(train: GraphDataset) -> list[str]:
+    """The loss terms a training batch may have: the fixed terms and the training set's
+    properties (the same list on every rank, in the same order)."""
+    properties = [k for k in train.label_counts() if k.startswith(PROPERTY_PREFIX)]
+    return [*TERMS, *properties]
+
+
+def _batch_terms(
+    sums: dict[str, TermSums],
+    num_graphs: int,
+    world: World,
+    names: list[str],
+    weights: LossWeights,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The term means of the global batch, with the gradient of this rank's share.
+
+    One process: ``S_t / C_t`` as :func:`combine_terms` gives them. Several: every term is
+    ``S_t,r / C_t + stopgrad(S_t / C_t - S_t,r / C_t)`` with the sums ``S_t`` and counts ``C_t``
+    of the whole batch (one ``all_reduce``), so its value is the global mean on every rank
+    and its gradient this rank's part of the global gradient (module docs of
+    :mod:`tensorpot.training.distributed`). Returns the terms and the global structure count.
+    """
+    if not world.parallel:
+        return combine_terms(sums, weights)[1], num_graphs
+    local = torch.zeros(2 * len(names) + 1, dtype=torch.float64)
+    for k, name in enumerate(names):
+        if name in sums:
+            local[2 * k] = sums[name].total.detach().double().cpu()
+            local[2 * k + 1] = sums[name].count
+    local[-1] = num_graphs
+    total = world.all_reduce(local.clone())
+    terms = {}
+    for k, name in enumerate(names):
+        count = float(total[2 * k + 1])
+        if count == 0:
+            continue
+        mean = float(total[2 * k]) / count
+        if name in sums:
+            part = sums[name].total / count
+            terms[name] = part + (mean - part.detach())
+        else:  # nothing of this term here: its value only
+            terms[name] = torch.tensor(mean, dtype=torch.float64)
+    return terms, int(total[-1])
+
+
 def _train_epoch(
-    state: TrainingState, dataset: GraphDataset, config: RunConfig, epoch: int, bar: tqdm
+    state: TrainingState,
+    dataset: GraphDataset,
+    config: RunConfig,
+    epoch: int,
+    bar: tqdm,
+    world: World = SINGLE,
+    names: list[str] | None = None,
 ) -> float:
     """One pass over the shuffled training set; returns the structure-weighted mean loss.
 
     The loss of a batch is the weighted loss, its energy term smoothed over the batches when
     ``energy_loss_smoothing`` is set; the lr of each step follows the warm-up while it lasts.
+    In a data-parallel run each rank differentiates its share of the global batch and the
+    gradients are summed before clipping and the optimiser step.
     """
     model = state.model
     model.train()
     generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
     weights = loss_weights(config, state.stage_two)
     extensive = model.extensive_properties
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    names = _term_names(dataset) if names is None else names
     total, count = 0.0, 0
-    batches = iterate_batches(dataset, config.batch_size, True, generator, model.dtype)
+    batches = iterate_batches(
+        dataset, config.batch_size, True, generator, model.dtype,
+        rank=world.rank, world_size=world.size,
+    )  # fmt: skip
     for raw in batches:
-        batch, targets, w = _on_device(*raw, model.device)
         state.optimizer.zero_grad(set_to_none=True)
-        pred = _predict(model, batch, targets)
-        num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
-        loss, terms = weighted_loss(pred, targets, w, num_atoms, batch.batch, weights, extensive)
+        sums, num_graphs = {}, 0
+        if raw is not None:
+            batch, targets, w = _on_device(*raw, model.device)
+            pred = _predict(model, batch, targets)
+            num_atoms = num_atoms_per_graph(batch.batch, batch.num_graphs)
+            sums = loss_term_sums(pred, targets, w, num_atoms, batch.batch, extensive)
+            num_graphs = batch.num_graphs
+        terms, num_graphs = _batch_terms(sums, num_graphs, world, names, weights)
         if not terms:
             raise DataError(
                 f"a training batch has no label of the model's outputs {model.config.output_names}"
             )
         if state.energy_smoothing is not None:
             loss = state.energy_smoothing.total("train", terms, weights)
-        loss.backward()
+        else:
+            loss = weighted_total(terms, weights)
+        if loss.requires_grad:
+            loss.backward()
+        world.all_reduce_gradients(parameters)
         if config.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
         state.warm_up(config)
@@ -378,8 +487,8 @@ def _train_epoch(
         state.step += 1
         if state.ema is not None:
             state.ema.update()
-        total += float(loss.detach()) * batch.num_graphs
-        count += batch.num_graphs
+        total += float(loss.detach()) * num_graphs
+        count += num_graphs
         bar.update(1)
         bar.set_postfix(epoch=epoch, loss=f"{total / count:.4g}")
     return total / max(count, 1)
@@ -425,9 +534,10 @@ def evaluate(
 
 
 def _validate(
-    state: TrainingState, valid: GraphDataset, config: RunConfig, epoch: int
+    state: TrainingState, valid: GraphDataset, config: RunConfig, epoch: int, world: World
 ) -> tuple[dict, bool]:
-    """Validate with the EMA weights, step the scheduler, keep the best model.
+    """Validate with the EMA weights, step the scheduler, keep the best model (rank 0 writes
+    it; every rank validates on the whole set, so all step their schedulers alike).
 
     Returns:
         the validation part of the log row, and whether a new best model was saved.
@@ -447,7 +557,8 @@ def _validate(
     improved = loss < state.best_valid_loss
     if improved:
         state.best_valid_loss = loss
-        _save_best(state, config, epoch, loss)
+        if world.is_main:
+            _save_best(state, config, epoch, loss)
     row = {
         "valid_loss": loss,
         "valid_energy_rmse_meV_per_atom": table.get("energy_rmse_per_atom", ""),
