@@ -137,6 +137,13 @@ class RunConfig(BaseModel):
     checkpoint_minutes: float = Field(10.0, gt=0.0)
     threads: int | None = Field(None, ge=1)
     device: str = "cpu"
+    num_workers: int = Field(
+        2,
+        ge=0,
+        description="processes that read and collate the batches of a data store (.lmdb, "
+        "streamed); 0: read in the training process. Data read from a file stay in memory and "
+        "use none",
+    )
     max_train_frames: int | None = Field(None, ge=1)
     max_valid_frames: int | None = Field(None, ge=1)
     compute_avg_num_neighbors: bool = True

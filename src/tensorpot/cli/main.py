@@ -1,4 +1,5 @@
-"""The ``tensorpot`` command: ``train``, ``eval``, ``md``, ``plot``, ``bench`` and ``export``.
+"""The ``tensorpot`` command: ``train``, ``preprocess``, ``eval``, ``md``, ``plot``, ``bench``
+and ``export``.
 
 It parses arguments and calls library functions. A :class:`~tensorpot.errors.TensorPotError`
 or a missing/existing file is reported as one line ``tensorpot: error: <message>`` with exit
@@ -58,6 +59,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", help="run config (YAML)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
+    pre = sub.add_parser(
+        "preprocess",
+        parents=[common],
+        allow_abbrev=False,
+        help="turn a data file into a store that training streams from",
+        description="Write a data file (default: the config's train_file), read with the "
+        "config's keys, with every neighbour list of the model's r_max, to an LMDB store "
+        "(.lmdb); give the store as train_file, valid_file or a test file. A stopped run of "
+        "this command is continued by running it again. Overrides as for train.",
+    )
+    pre.add_argument("config", help="run config (YAML)")
+    pre.add_argument("--out", required=True, help="the store to write (.lmdb)")
+    pre.add_argument("--data", help="the data file (default: train_file)")
 
     ev = sub.add_parser(
         "eval",
@@ -225,6 +240,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preprocess(args: argparse.Namespace) -> int:
+    from tensorpot.config import load_run_config
+    from tensorpot.training.preprocess import preprocess
+
+    config = load_run_config(args.config, args.overrides)
+    count = preprocess(config, args.out, data=args.data)
+    print(f"tensorpot: wrote {count} structures to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -366,7 +391,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "train": _train, "eval": _eval, "md": _md, "plot": _plot, "bench": _bench, "export": _export,
+    "train": _train, "preprocess": _preprocess, "eval": _eval, "md": _md, "plot": _plot,
+    "bench": _bench, "export": _export,
 }  # fmt: skip
 
 
@@ -391,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args, extra = parser.parse_known_args(argv)
-        if args.command == "train":
+        if args.command in ("train", "preprocess"):
             args.overrides = _overrides(parser, extra)
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

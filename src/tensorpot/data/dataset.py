@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from tensorpot.data.atoms import AtomicGraph, collate, graph_from_arrays
 from tensorpot.data.batch import GraphBatch, Targets, TensorDict
@@ -138,6 +140,19 @@ def batch_indices(
         yield order[start : start + batch_size].tolist()
 
 
+class _Shares:
+    """This rank's share of every non-empty share of the global batches of an epoch, drawn
+    lazily as :func:`batch_indices` draws them (a batch sampler for a ``DataLoader``)."""
+
+    def __init__(self, args: tuple, rank: int, world_size: int):
+        self.args, self.rank, self.world_size = args, rank, world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for indices in batch_indices(*self.args):
+            if indices[self.rank :: self.world_size]:
+                yield indices[self.rank :: self.world_size]
+
+
 def iterate_batches(
     dataset: Sequence[Sample],
     batch_size: int,
@@ -147,13 +162,30 @@ def iterate_batches(
     *,
     rank: int = 0,
     world_size: int = 1,
+    num_workers: int = 0,
 ) -> Iterator[tuple[GraphBatch, Targets, torch.Tensor] | None]:
     """Batches of ``batch_size`` samples (the last may be smaller), shuffled with ``generator``.
 
     Each is ``(batch, targets, weights)`` from :func:`collate_samples`, labels and masks
     included. With ``world_size`` > 1 each global batch is shared among the processes: this
     one (``rank``) gets its samples ``rank, rank + world_size, ...``, and None where that share
-    of a short last batch is empty."""
-    for indices in batch_indices(len(dataset), batch_size, shuffle, generator):
-        mine = indices[rank::world_size]
-        yield collate_samples([dataset[i] for i in mine], dtype) if mine else None
+    of a short last batch is empty. A data set read from disk (``streamed``, such as a
+    :class:`~tensorpot.data.store.GraphStore`) is read and collated by ``num_workers`` worker
+    processes when there are any: the same batches in the same order.
+    """
+    args = (len(dataset), batch_size, shuffle, generator)
+    if num_workers == 0 or not getattr(dataset, "streamed", False):
+        for indices in batch_indices(*args):
+            mine = indices[rank::world_size]
+            yield collate_samples([dataset[i] for i in mine], dtype) if mine else None
+        return
+    dataset.close()  # each worker opens the store itself
+    shares = _Shares(args, rank, world_size)
+    loader = DataLoader(dataset, batch_sampler=shares, num_workers=num_workers,
+                        collate_fn=partial(collate_samples, dtype=dtype))  # fmt: skip
+    count = 0
+    for item in loader:
+        count += 1
+        yield item
+    for _ in range(-(-len(dataset) // batch_size) - count):  # an empty share of the last batch
+        yield None

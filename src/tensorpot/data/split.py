@@ -13,7 +13,7 @@ import numpy as np
 
 from tensorpot.errors import ConfigError, DataError
 
-__all__ = ["split_train_valid", "take_subset"]
+__all__ = ["split_indices", "split_train_valid", "subset_indices", "take_subset"]
 
 T = TypeVar("T")
 
@@ -38,16 +38,20 @@ def split_train_valid(
         ConfigError: if ``valid_fraction`` is not in (0, 1).
         DataError: if there are fewer than 2 items.
     """
+    train, valid = split_indices(len(configs), valid_fraction, seed)
+    return [configs[i] for i in train], [configs[i] for i in valid]
+
+
+def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted training and validation positions of :func:`split_train_valid` for ``n``
+    items (arrays, for data sets that are not lists in memory)."""
     if not 0.0 < float(valid_fraction) < 1.0:
         raise ConfigError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
-    n = len(configs)
     if n < 2:
         raise DataError(f"need at least 2 configurations to split off validation, got {n}")
     n_valid = min(max(int(round(valid_fraction * n)), 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)
-    valid = np.sort(order[:n_valid])
-    train = np.sort(order[n_valid:])
-    return [configs[i] for i in train], [configs[i] for i in valid]
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
 def take_subset(configs: Sequence[T], n: int, seed: int) -> list[T]:
@@ -65,9 +69,13 @@ def take_subset(configs: Sequence[T], n: int, seed: int) -> list[T]:
         ConfigError: if ``n`` is not a positive integer.
         DataError: if ``n`` exceeds the number of items.
     """
+    return [configs[i] for i in subset_indices(len(configs), n, seed)]
+
+
+def subset_indices(size: int, n: int, seed: int) -> np.ndarray:
+    """The sorted positions :func:`take_subset` takes of ``size`` items."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"subset size must be a positive integer, got {n!r}")
-    if n > len(configs):
-        raise DataError(f"asked for {n} configurations but only {len(configs)} are available")
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(configs))[:n])
-    return [configs[i] for i in chosen]
+    if n > size:
+        raise DataError(f"asked for {n} configurations but only {size} are available")
+    return np.sort(np.random.default_rng(seed).permutation(size)[:n])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ase.data import chemical_symbols
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -33,12 +34,14 @@ from tensorpot.config import RunConfig
 from tensorpot.data.configuration import PROPERTY_PREFIX, Configuration
 from tensorpot.data.dataset import GraphDataset
 from tensorpot.data.readers import read_configurations
-from tensorpot.data.split import split_train_valid, take_subset
+from tensorpot.data.split import split_indices, split_train_valid, subset_indices, take_subset
 from tensorpot.data.statistics import (
     is_isolated_atom,
     mean_per_atom_residual_and_force_rms,
     resolve_e0s,
 )
+from tensorpot.data.store import GraphStore, is_store
+from tensorpot.data.stream_statistics import StreamStatistics
 from tensorpot.data.units import energy_factor
 from tensorpot.errors import ConfigError, DataError
 from tensorpot.models import Potential
@@ -64,11 +67,12 @@ HISTORY_COLUMNS = (
 _OUTPUT_LABELS = {"energy": "energy", "dipole": "dipole", "polarizability": "polarizability"}
 
 
-def read_data_file(path: str, config: RunConfig) -> list[Configuration]:
+def read_data_file(path: str, config: RunConfig, **extra: Any) -> list[Configuration]:
     """Read one data file with the run's keys (npz files get only the keys set explicitly).
 
     Energies (and forces, when they are weighted) are required of every frame when the model
-    has an energy output; the other labels are optional per frame.
+    has an energy output; the other labels are optional per frame. ``extra`` goes to the
+    reader (``index`` for an extended-XYZ file).
     """
     if Path(path).suffix.lower() == ".npz":
         keys = {k: getattr(config, k) for k in _NPZ_KEYS if k in config.model_fields_set}
@@ -85,7 +89,7 @@ def read_data_file(path: str, config: RunConfig) -> list[Configuration]:
     energy = "energy" in cfg.output_names
     keys["require_energy"] = energy
     keys["require_forces"] = energy and config.forces_weight > 0
-    return read_configurations(path, **keys)
+    return read_configurations(path, **keys, **extra)
 
 
 def output_label_key(config: RunConfig, output: str) -> str:
@@ -102,7 +106,7 @@ def check_labels(config: RunConfig, output_names: list[str], train: GraphDataset
     counts = train.label_counts()
     for output in output_names:
         if counts.get(output, 0) == 0:
-            first = train.configs[0]
+            first = train[0].config
             raise first.error(
                 f"the model has a {output.removeprefix(PROPERTY_PREFIX)!r} output but no "
                 f"training frame has its label (key {output_label_key(config, output)!r}); "
@@ -114,9 +118,9 @@ def check_labels(config: RunConfig, output_names: list[str], train: GraphDataset
 class RunData:
     """The graphs of a run: training, validation and test sets, and the isolated atoms."""
 
-    train: GraphDataset
-    valid: GraphDataset
-    tests: dict[str, GraphDataset]
+    train: GraphDataset | GraphStore
+    valid: GraphDataset | GraphStore
+    tests: dict[str, GraphDataset | GraphStore]
     isolated: list[Configuration] = field(default_factory=list)
 
     def check_elements(self, atomic_numbers: Sequence[int]) -> None:
@@ -128,6 +132,15 @@ class RunData:
         given = [int(z) for z in atomic_numbers]
         known = set(given)
         for name, dataset in {"train": self.train, "valid": self.valid, **self.tests}.items():
+            if isinstance(dataset, GraphStore):
+                extra = sorted(set(dataset.elements()) - known)
+                if extra:
+                    symbols = ", ".join(chemical_symbols[z] for z in extra)
+                    raise DataError(
+                        f"{name} set: element(s) {symbols} not in the model's atomic_numbers "
+                        f"{given}", str(dataset.path)
+                    )  # fmt: skip
+                continue
             for config in dataset.configs:
                 extra = sorted(set(config.numbers.tolist()) - known)
                 if extra:
@@ -143,12 +156,55 @@ def _test_names(paths: list[str]) -> list[str]:
     return [s if stems.count(s) == 1 else f"{s}_{k}" for k, s in enumerate(stems)]
 
 
+def _data_set(path: str, config: RunConfig, r_max: float) -> GraphDataset | GraphStore:
+    """A store (read as it is streamed) or a data file (read and graphed now)."""
+    if is_store(path):
+        return GraphStore(path, r_max)
+    return GraphDataset(read_data_file(path, config), r_max)
+
+
+def _store_data(config: RunConfig, r_max: float) -> RunData:
+    """The sets of a run whose ``train_file`` is a store: the same split and caps as for a
+    file, as positions in the store; the isolated atoms marked when it was written."""
+    store = GraphStore(config.train_file, r_max)
+    isolated_at = np.asarray(store.meta.get("isolated", []), dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(store)), isolated_at)
+    if config.valid_file is not None:
+        train_at, valid = rest, _data_set(config.valid_file, config, r_max)
+    else:
+        train_part, valid_part = split_indices(len(rest), config.valid_fraction, config.seed)
+        train_at, valid_at = rest[train_part], rest[valid_part]
+        if config.max_valid_frames is not None and len(valid_at) > config.max_valid_frames:
+            valid_at = valid_at[subset_indices(len(valid_at), config.max_valid_frames, config.seed)]
+        valid = store.subset(valid_at)
+    if config.max_train_frames is not None and len(train_at) > config.max_train_frames:
+        train_at = train_at[subset_indices(len(train_at), config.max_train_frames, config.seed)]
+    isolated = [store[int(i)].config for i in isolated_at]
+    return RunData(store.subset(train_at), valid, {}, isolated)
+
+
 def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) -> RunData:
-    """Read, split, cap and graph the data of a run (cutoff from the model's ``r_max``)."""
+    """Read, split, cap and graph the data of a run (cutoff from the model's ``r_max``).
+
+    A ``train_file``, ``valid_file`` or test file that is a store (``.lmdb``, written by
+    ``tensorpot preprocess``) is not read here but streamed during training."""
     factor = energy_factor(config.energy_unit)
     if factor != 1.0:
         logger.info("energies in %s: multiplied by %.10g to get eV", config.energy_unit, factor)
     r_max = validate_model_config(model_config or config.model).r_max
+    if is_store(config.train_file):
+        data = _store_data(config, r_max)
+        data.tests.update(
+            (name, _data_set(path, config, r_max))
+            for name, path in zip(_test_names(config.test_files), config.test_files)
+        )
+        logger.info(
+            "frames: %d training, %d validation%s, %d isolated-atom (streamed from %s)",
+            len(data.train), len(data.valid),
+            "".join(f", {len(d)} test ({name})" for name, d in data.tests.items()),
+            len(data.isolated), config.train_file,
+        )  # fmt: skip
+        return data
     everything = read_data_file(config.train_file, config)
     isolated = [c for c in everything if is_isolated_atom(c)]
     train = [c for c in everything if not is_isolated_atom(c)]
@@ -163,7 +219,7 @@ def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) 
     if not train or not valid:
         raise DataError("the training and the validation set must each have a structure")
     tests = {
-        name: GraphDataset(read_data_file(path, config), r_max)
+        name: _data_set(path, config, r_max)
         for name, path in zip(_test_names(config.test_files), config.test_files)
     }
     test_counts = "".join(f", {len(d)} test ({name})" for name, d in tests.items())
@@ -176,6 +232,8 @@ def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) 
 
 def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
     """The ``build_model`` mapping with elements, E0s and statistics filled in from the data."""
+    if isinstance(data.train, GraphStore):
+        return _streamed_model_dict(config, data)
     model = dict(config.model)
     train = data.train.configs
     if "atomic_numbers" not in model:
@@ -205,6 +263,33 @@ def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
             model["atomic_inter_shift"] = shift
         if wants_scale:
             model["atomic_inter_scale"] = scale
+    return validate_model_config(model).model_dump(mode="json")
+
+
+def _streamed_model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
+    """:func:`model_dict` for a training set in a store: the statistics from one pass."""
+    logger.info("statistics: one pass over %d training structures", len(data.train))
+    stats = StreamStatistics.of(data.train)
+    model = dict(config.model)
+    if "atomic_numbers" not in model:
+        isolated = {int(z) for c in data.isolated for z in c.numbers}
+        model["atomic_numbers"] = sorted(stats.elements | isolated)
+    data.check_elements(model["atomic_numbers"])
+    if "E0s" in model and config.E0s is not None:
+        raise ConfigError("E0s: given both as a run key and as model.E0s; give it once")
+    if "E0s" not in model:
+        model["E0s"] = stats.e0s(config.E0s, model["atomic_numbers"], data.isolated)
+    model.setdefault("seed", config.seed)
+    if "outputs" in model:
+        model["outputs"] = stats.property_outputs(list(model["outputs"]))
+    cfg = validate_model_config(model)
+    if config.compute_avg_num_neighbors and "avg_num_neighbors" in type(cfg).model_fields:
+        model.setdefault("avg_num_neighbors", stats.average_num_neighbors())
+    wanted = [k for k in ("atomic_inter_shift", "atomic_inter_scale") if k not in model]
+    if config.compute_scale_shift and "energy" in cfg.output_names and wanted:
+        e0s = dict(zip(cfg.atomic_numbers, cfg.e0_list() or [0.0] * len(cfg.atomic_numbers)))
+        values = dict(zip(("atomic_inter_shift", "atomic_inter_scale"), stats.shift_and_scale(e0s)))
+        model.update({k: values[k] for k in wanted})
     return validate_model_config(model).model_dump(mode="json")
 
 

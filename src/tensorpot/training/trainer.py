@@ -81,7 +81,7 @@ logger = logging.getLogger(__name__)
 #: Run keys that may change on resume without changing the training trajectory.
 _FREE_KEYS = {
     "max_num_epochs", "time_budget_minutes", "progress_bar", "test_files", "threads",
-    "checkpoint_interval", "checkpoint_minutes", "log_to_stdout",
+    "checkpoint_interval", "checkpoint_minutes", "log_to_stdout", "num_workers",
 }  # fmt: skip
 
 
@@ -457,7 +457,7 @@ def _train_epoch(
     total, count = 0.0, 0
     batches = iterate_batches(
         dataset, config.batch_size, True, generator, model.dtype,
-        rank=world.rank, world_size=world.size,
+        rank=world.rank, world_size=world.size, num_workers=config.num_workers,
     )  # fmt: skip
     for raw in batches:
         state.optimizer.zero_grad(set_to_none=True)
@@ -514,7 +514,9 @@ def evaluate(
     batch_losses: list[float] = []
     extensive = model.extensive_properties
     errors = ErrorAccumulator(extensive)
-    for raw in iterate_batches(dataset, batch_size, dtype=model.dtype):
+    for raw in iterate_batches(
+        dataset, batch_size, dtype=model.dtype, num_workers=config.num_workers
+    ):
         batch, targets, w = _on_device(*raw, model.device)
         raw_pred = _predict(model, batch, targets)
         pred = raw_pred.detached()
