@@ -108,6 +108,10 @@ def test_a_damaged_record_is_named(tmp_path, configs):
     store[6]  # the records around it are whole
     with pytest.raises(DataError, match=r"s\.lmdb: record 7 is damaged \(checksum mismatch\)"):
         store[7]
+    with pytest.raises(DataError) as err:  # met by a worker process: the same one line
+        list(iterate_batches(store, 4, num_workers=2))
+    assert str(err.value).endswith("s.lmdb: record 7 is damaged (checksum mismatch)")
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("size", [100, 20000])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from tensorpot.data.atoms import AtomicGraph, collate, graph_from_arrays
 from tensorpot.data.batch import GraphBatch, Targets, TensorDict
 from tensorpot.data.configuration import PROPERTY_PREFIX, Configuration
 from tensorpot.data.statistics import label_counts
+from tensorpot.errors import TensorPotError
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,24 @@ def batch_indices(
         yield order[start : start + batch_size].tolist()
 
 
+def _same(item: object) -> object:
+    return item
+
+
+class _Collated:
+    """The collated batch of a list of indices, read in a worker process; a TensorPotError
+    (a damaged record) is returned to be raised in the training process with its message."""
+
+    def __init__(self, dataset: Sequence[Sample], dtype: torch.dtype):
+        self.dataset, self.dtype = dataset, dtype
+
+    def __getitem__(self, indices: list[int]) -> tuple | TensorPotError:
+        try:
+            return collate_samples([self.dataset[i] for i in indices], self.dtype)
+        except TensorPotError as err:
+            return err
+
+
 class _Shares:
     """This rank's share of every non-empty share of the global batches of an epoch, drawn
     lazily as :func:`batch_indices` draws them (a batch sampler for a ``DataLoader``)."""
@@ -180,11 +198,12 @@ def iterate_batches(
             yield collate_samples([dataset[i] for i in mine], dtype) if mine else None
         return
     dataset.close()  # each worker opens the store itself
-    shares = _Shares(args, rank, world_size)
-    loader = DataLoader(dataset, batch_sampler=shares, num_workers=num_workers,
-                        collate_fn=partial(collate_samples, dtype=dtype))  # fmt: skip
+    loader = DataLoader(_Collated(dataset, dtype), sampler=_Shares(args, rank, world_size),
+                        batch_size=None, num_workers=num_workers, collate_fn=_same)  # fmt: skip
     count = 0
     for item in loader:
+        if isinstance(item, TensorPotError):  # a damaged record: its one-line message
+            raise item
         count += 1
         yield item
     for _ in range(-(-len(dataset) // batch_size) - count):  # an empty share of the last batch
