@@ -143,7 +143,8 @@ def child(config_path: Path, steps: int, result: Path) -> None:
         set_up = time.perf_counter() - tic
         bar = _Steps(steps)
         try:
-            trainer._train_epoch(state, data.train, config, 1, bar, world)
+            for epoch in range(1, steps + 1):  # until ``steps`` steps are done
+                trainer._train_epoch(state, data.train, config, epoch, bar, world)
         except _Done:
             pass
         world.barrier()

@@ -3,6 +3,8 @@ same statistics from one pass, the same split and batches, the same weights."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,13 @@ def test_preprocess_command(tmp_path, frames_file, e0s, capsys):
     assert main(["train", str(config), f"train_file={out}", "model.r_max=3.0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "r_max is 3.0 Å: run tensorpot preprocess again" in err[-1]
+
+
+def test_a_store_needs_the_store_extra(tmp_path, frames_file, e0s, capsys, monkeypatch):
+    assert 'store = ["lmdb' in (DATA.parents[1] / "pyproject.toml").read_text()
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_run(frames_file, tmp_path / "run", e0s)))
+    monkeypatch.setitem(sys.modules, "lmdb", None)  # import lmdb -> ImportError
+    assert main(["preprocess", str(config), "--out", str(tmp_path / "s.lmdb")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "the 'store' extra" in lines[0], lines

@@ -34,7 +34,7 @@ from tensorpot.data.atoms import AtomicGraph, graph_from_arrays
 from tensorpot.data.configuration import Configuration, Properties
 from tensorpot.data.dataset import Sample
 from tensorpot.data.statistics import is_isolated_atom, label_counts
-from tensorpot.errors import DataError
+from tensorpot.errors import DataError, TensorPotError
 
 __all__ = [
     "STORE_FORMAT", "STORE_VERSION", "GraphStore", "check_store", "is_store", "read_meta",
@@ -57,9 +57,10 @@ def _key(index: int) -> bytes:
 def _lmdb() -> Any:
     try:
         import lmdb
-    except ImportError:  # pragma: no cover - the store extra is not installed
-        raise DataError(
-            "reading or writing a data store needs lmdb: pip install 'tensorpot[store]'"
+    except ImportError:  # the store extra is not installed
+        raise TensorPotError(
+            "a data store (.lmdb) needs lmdb, the 'store' extra: pip install -c constraints.txt "
+            "-e '.[store]'"
         ) from None
     return lmdb
 
