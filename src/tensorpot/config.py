@@ -65,6 +65,10 @@ class RunConfig(BaseModel):
     best model of a run, so a killed run can nearly always be resumed. The set-up facts and one
     line per epoch go to ``<output_dir>/train.log`` and, unless ``log_to_stdout`` is false, to
     stdout; the progress bar (``progress_bar``) is drawn only when stderr is a terminal.
+
+    ``train_file``, ``valid_file`` and ``test_files`` may be stores written by ``tensorpot
+    preprocess`` (``.lmdb``), streamed by ``num_workers`` loader processes; ``batch_size`` is
+    the global batch of a data-parallel run (``torchrun``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)

@@ -7,7 +7,6 @@ import os
 import traceback
 from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -41,9 +40,10 @@ def _rank_main(rank: int, size: int, init: str, config: dict, die_in_epoch: int)
 
 
 def _run_two(tmp_path: Path, config: dict, die_in_epoch: int = 0) -> list[str]:
+    """Run 2 forked processes (fork: no second import of torch) and read their outcomes."""
     init = str(tmp_path / "rendezvous")
     mp.start_processes(
-        _rank_main, args=(2, init, config, die_in_epoch), nprocs=2, join=True, start_method="spawn"
+        _rank_main, args=(2, init, config, die_in_epoch), nprocs=2, join=True, start_method="fork"
     ) if not die_in_epoch else _spawn_allowing_death(init, config, die_in_epoch)
     return [Path(f"{init}.rank{r}").read_text() if Path(f"{init}.rank{r}").exists() else ""
             for r in range(2)]  # fmt: skip
@@ -52,7 +52,7 @@ def _run_two(tmp_path: Path, config: dict, die_in_epoch: int = 0) -> list[str]:
 def _spawn_allowing_death(init: str, config: dict, die_in_epoch: int) -> None:
     context = mp.start_processes(
         _rank_main, args=(2, init, config, die_in_epoch), nprocs=2, join=False,
-        start_method="spawn",
+        start_method="fork",
     )  # fmt: skip
     for process in context.processes:
         process.join(timeout=300)
@@ -87,7 +87,6 @@ def test_two_processes_take_the_steps_of_one(tmp_path, frames_file, e0s):
     assert (tmp_path / "two" / "tiny.model").is_file()
 
 
-@pytest.mark.slow
 def test_a_dead_rank_stops_the_run_and_resume_continues(tmp_path, frames_file, e0s):
     """Rank 1 dies as epoch 3 starts: rank 0 stops with one message naming the failure and
     --resume; a resumed run (here one process) continues from the checkpoint of epoch 2."""
