@@ -10,10 +10,10 @@ For every data-set size N (default 10^3 .. 10^6) the script
 3. trains a tiny ICTP model for ``--steps`` optimiser steps (batch ``--batch``), streamed
    from the store with ``--workers`` loader processes, and, for N up to ``--max-memory-size``,
    in memory from the extended-XYZ file; each run is a fresh process;
-4. reports the peak memory of each run, sampled every 50 ms: the RSS of the training process
-   plus the private memory of its loader workers (pages they share with it count once), and
-   the RSS of the training process alone; and the throughput (structures per second over the
-   steps after the first 20, which include start-up).
+4. reports the peak memory of each run, sampled every 50 ms (:func:`_tree_memory`): the
+   anonymous memory of the training process and its loader workers, each page once, and an
+   RSS-based figure that also counts the store's file pages LMDB maps; and the throughput
+   (structures per second over the steps after the first 20, which include start-up).
 
 ``--nproc 2`` runs the streamed training under ``torchrun --nproc_per_node=2`` (gloo), the
 global batch ``--batch`` shared between the processes, for the 2-process throughput.
@@ -159,43 +159,52 @@ def child(config_path: Path, steps: int, result: Path) -> None:
             }))  # fmt: skip
 
 
-def _tree_memory(pid: int) -> tuple[int, int]:
-    """(RSS of ``pid`` plus the private memory of its descendants, RSS of ``pid``) in bytes.
+def _fields(path: str, names: tuple[str, ...]) -> int:
+    """The sum of the ``names`` fields (kB) of a /proc file, in bytes (0 if it is gone)."""
+    total = 0
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(names):
+                    total += int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return total
 
-    A worker's private pages (``Private_Clean`` + ``Private_Dirty`` of /proc/PID/smaps_rollup)
-    are what it adds to its parent: the pages it shares with the parent after ``fork`` (the
-    libraries, the parent's heap) are counted once, in the parent's RSS. Unlike PSS, the sum
-    does not depend on other programs of the machine that map the same libraries."""
+
+def _tree_memory(pid: int) -> dict[str, int]:
+    """The memory of process ``pid`` and its descendants (loader workers, torchrun's ranks).
+
+    ``anon``: the anonymous memory of ``pid`` (``RssAnon``) plus what every descendant wrote
+    itself (``Private_Dirty``): the memory the run allocates, each page once. ``rss``: the RSS
+    of ``pid`` plus the private pages of the descendants, which also counts the pages of the
+    store's file that LMDB maps while reading (page cache, which the kernel reclaims; a pass
+    over the store maps all of it for a while)."""
     import psutil
 
     try:
-        root = psutil.Process(pid)
-        children = root.children(recursive=True)
-        rss = root.memory_info().rss
+        children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return 0, 0
-    total = rss
-    for proc in children:
-        try:
-            with open(f"/proc/{proc.pid}/smaps_rollup", encoding="ascii") as handle:
-                for line in handle:
-                    if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total, rss
+        return {"anon": 0, "rss": 0}
+    anon = _fields(f"/proc/{pid}/status", ("RssAnon:",))
+    rss = _fields(f"/proc/{pid}/status", ("VmRSS:",))
+    for child in children:
+        rollup = f"/proc/{child.pid}/smaps_rollup"
+        anon += _fields(rollup, ("Private_Dirty:",))
+        rss += _fields(rollup, ("Private_Clean:", "Private_Dirty:"))
+    return {"anon": anon, "rss": rss}
 
 
 def measure(command: list[str], env: dict) -> dict:
     """Run ``command``; the peaks of its memory with its workers' and of its own RSS (sampled
     every 50 ms), and its wall time."""
     process = subprocess.Popen(command, env=env)
-    peak = {"tree": 0, "rss": 0}
+    peak = {"anon": 0, "rss": 0}
 
     def sample() -> None:
         while process.poll() is None:
-            tree, rss = _tree_memory(process.pid)
-            peak["tree"], peak["rss"] = max(peak["tree"], tree), max(peak["rss"], rss)
+            for key, value in _tree_memory(process.pid).items():
+                peak[key] = max(peak[key], value)
             time.sleep(0.05)
 
     thread = threading.Thread(target=sample)
@@ -205,7 +214,7 @@ def measure(command: list[str], env: dict) -> dict:
     thread.join()
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
-    return {"peak_MiB": peak["tree"] / 2**20, "peak_rss_MiB": peak["rss"] / 2**20,
+    return {"peak_anon_MiB": peak["anon"] / 2**20, "peak_rss_MiB": peak["rss"] / 2**20,
             "wall_s": time.perf_counter() - tic}  # fmt: skip
 
 
@@ -268,16 +277,16 @@ def main() -> None:
             row["memory"] = one_run("memory", data, size, args)
             print(json.dumps(row), flush=True)
         rows.append(row)
-    print("\n| N | streamed: peak memory, process + workers (MiB) | streamed: peak RSS, "
-          "training process (MiB) | streamed structures/s | in memory: peak RSS (MiB) | in "
-          "memory structures/s |\n|---|---|---|---|---|---|")  # fmt: skip
+    print("\n| N | streamed: peak anonymous memory (MiB) | streamed: peak RSS (MiB) | streamed "
+          "structures/s | in memory: peak anonymous memory (MiB) | in memory: peak RSS (MiB) | "
+          "in memory structures/s |\n|---|---|---|---|---|---|---|")  # fmt: skip
     for row in rows:
-        s, m = row["streamed"], row.get("memory")
-        tail = f"{m['peak_MiB']:.0f} | {m['structures_per_s']:.0f}" if m else "- | -"
-        print(
-            f"| {row['size']} | {s['peak_MiB']:.0f} | {s['peak_rss_MiB']:.0f} | "
-            f"{s['structures_per_s']:.0f} | {tail} |"
-        )
+        cells = [str(row["size"])]
+        for kind in ("streamed", "memory"):
+            run = row.get(kind)
+            keys = ("peak_anon_MiB", "peak_rss_MiB", "structures_per_s")
+            cells += [f"{run[k]:.0f}" for k in keys] if run else ["-"] * 3
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
