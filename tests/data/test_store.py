@@ -146,3 +146,11 @@ def test_an_interrupted_write_is_refused_then_completed(tmp_path, configs, monke
         assert np.array_equal(a.config.positions, b.config.positions)
     with pytest.raises(DataError, match="a complete store is already there"):
         _write(path, configs)
+
+
+def test_reading_on_after_the_environment_is_reopened(tmp_path, configs, monkeypatch):
+    """The environment is opened afresh every 3 reads here: every record still reads back."""
+    monkeypatch.setattr(store_module, "_REOPEN_READS", 3)
+    store = GraphStore(_write(tmp_path / "s.lmdb", configs), CUTOFF)
+    for config, sample in zip(configs, store, strict=True):
+        assert np.array_equal(sample.config.positions, config.positions)

@@ -206,26 +206,36 @@ def check_store(path: str | os.PathLike, cutoff: float) -> dict[str, Any]:
     return meta
 
 
-#: The read environments open in this process, by (resolved path, process id): LMDB allows
-#: one open environment per file and process, so every reader of a file shares it.
-_OPEN: dict[tuple[str, int], Any] = {}
+#: The read environments open in this process, by (resolved path, process id), with the
+#: number of reads through each: LMDB allows one open environment per file and process, so
+#: every reader of a file shares it.
+_OPEN: dict[tuple[str, int], list] = {}
+#: Reads after which the environment is opened afresh: the pages of the file that LMDB has
+#: mapped are then unmapped, so the resident memory of a pass over a large store stays that of
+#: this many records (the pages stay in the page cache).
+_REOPEN_READS = 4096
 
 
 def _reader(path: Path) -> Any:
     """This process's read environment of ``path``, opened on first use."""
     key = (str(path.resolve()), os.getpid())
-    if key not in _OPEN:
-        _OPEN[key] = _open(path, write=False)
-    return _OPEN[key]
+    entry = _OPEN.get(key)
+    if entry is not None and entry[1] >= _REOPEN_READS:
+        entry[0].close()
+        entry = None
+    if entry is None:
+        entry = _OPEN[key] = [_open(path, write=False), 0]
+    entry[1] += 1
+    return entry[0]
 
 
 def close_store(path: str | os.PathLike) -> None:
     """Close this process's read environment of ``path`` (opened again on the next read);
     done before worker processes start, since a forked process cannot open a file whose
     environment was open in its parent."""
-    env = _OPEN.pop((str(Path(path).resolve()), os.getpid()), None)
-    if env is not None:
-        env.close()
+    entry = _OPEN.pop((str(Path(path).resolve()), os.getpid()), None)
+    if entry is not None:
+        entry[0].close()
 
 
 class GraphStore(Sequence[Sample]):
