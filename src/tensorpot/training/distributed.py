@@ -83,9 +83,17 @@ class World:
         return [int(i) for i in indices[self.rank :: self.size]]
 
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum ``tensor`` over the processes in place (nothing for a single process)."""
-        if self.parallel:
-            with _collective(self, "all_reduce"):
+        """Sum ``tensor`` over the processes in place (nothing for a single process).
+
+        NCCL reduces CUDA tensors only: a CPU tensor goes through this rank's GPU."""
+        if not self.parallel:
+            return tensor
+        with _collective(self, "all_reduce"):
+            if tensor.device.type == "cpu" and dist.get_backend() == "nccl":
+                moved = tensor.to(torch.device("cuda", self.local_rank))
+                dist.all_reduce(moved)
+                tensor.copy_(moved.cpu())
+            else:
                 dist.all_reduce(tensor)
         return tensor
 
@@ -167,8 +175,9 @@ def join(device: torch.device) -> Iterator[World]:
         return
     world = World(int(os.environ["RANK"]), size, _local_rank())
     kwargs: dict[str, Any] = {}
-    if device.type == "cuda":
+    if device.type == "cuda":  # this process was started for this rank: its GPU is current
         kwargs["device_id"] = world.device(device)
+        torch.cuda.set_device(kwargs["device_id"])
     try:
         dist.init_process_group(_backend(device), timeout=TIMEOUT, **kwargs)
     except (RuntimeError, ValueError, dist.DistError) as err:
