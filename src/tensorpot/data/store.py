@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import struct
 import zlib
@@ -111,7 +112,7 @@ def decode_sample(record: bytes, cutoff: float, where: tuple[str, int]) -> Sampl
         header = json.loads(record[8 : 8 + size])
         offset, arrays = 8 + size, {}
         for name, dtype, shape in header["arrays"]:
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)
             array = np.frombuffer(record, dtype=dtype, count=count, offset=offset)
             arrays[name] = array.reshape(shape)
             offset += array.nbytes
@@ -216,9 +217,10 @@ _OPEN: dict[tuple[str, int], list] = {}
 _REOPEN_READS = 4096
 
 
-def _reader(path: Path) -> Any:
-    """This process's read environment of ``path``, opened on first use."""
-    key = (str(path.resolve()), os.getpid())
+def _reader(path: Path, resolved: str | None = None) -> Any:
+    """This process's read environment of ``path`` (``resolved``: its resolved form, if known),
+    opened on first use."""
+    key = (resolved or str(path.resolve()), os.getpid())
     entry = _OPEN.get(key)
     if entry is not None and entry[1] >= _REOPEN_READS:
         entry[0].close()
@@ -253,6 +255,7 @@ class GraphStore(Sequence[Sample]):
         self.path = Path(path)
         self.cutoff = float(cutoff)
         self.meta = check_store(self.path, cutoff)
+        self._resolved = str(self.path.resolve())
         count = int(self.meta["count"])
         self.indices = np.arange(count) if indices is None else np.asarray(indices, np.int64)
 
@@ -275,7 +278,7 @@ class GraphStore(Sequence[Sample]):
     def __getitem__(self, index):  # type: ignore[override]
         record = int(self.indices[index])
         try:
-            with _reader(self.path).begin(buffers=False) as txn:
+            with _reader(self.path, self._resolved).begin(buffers=False) as txn:
                 raw = txn.get(_key(record))
         except _lmdb().Error as err:
             raise DataError(f"record {record} cannot be read ({err})", str(self.path)) from None
