@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from tensorpot.cli.main import main
+from tensorpot.data import store as store_module
 from tensorpot.data.configuration import Configuration
 from tensorpot.data.dataset import GraphDataset
 from tensorpot.data.readers import read_configurations
@@ -67,6 +68,7 @@ def test_streamed_training_is_training_from_the_file(tmp_path, frames_file, e0s)
     for name, value in one["model"].items():
         torch.testing.assert_close(two["model"][name], value, rtol=1e-10, atol=1e-12)
     assert streamed.error_tables["valid"] == pytest.approx(memory.error_tables["valid"], rel=1e-8)
+    assert str(store.resolve()) not in [key[0] for key in store_module._OPEN]  # closed at the end
 
 
 def test_preprocess_command(tmp_path, frames_file, e0s, capsys):

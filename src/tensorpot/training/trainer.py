@@ -210,6 +210,9 @@ def _run(config: RunConfig, resume: bool, clock: Callable[[], float], world: Wor
         if latest is None and resume:
             logger.warning("no checkpoint in %s to resume from: starting a fresh run", out)
         data, state = _set_up(config, latest, world)
+        for dataset in (data.train, data.valid, *data.tests.values()):  # stores: their files
+            if hasattr(dataset, "close"):
+                stack.callback(dataset.close)
         history = History(out / "log.csv", keep_epochs=state.epoch) if world.is_main else None
         writer = tensorboard_writer(out / "tensorboard") if world.is_main else None
         try:
