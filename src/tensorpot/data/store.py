@@ -213,8 +213,9 @@ def check_store(path: str | os.PathLike, cutoff: float) -> dict[str, Any]:
 _OPEN: dict[tuple[str, int], list] = {}
 #: Reads after which the environment is opened afresh: the pages of the file that LMDB has
 #: mapped are then unmapped, so the resident memory of a pass over a large store stays that of
-#: this many records (the pages stay in the page cache).
-_REOPEN_READS = 4096
+#: this many reads (the pages stay in the page cache). A read may map more than its record:
+#: the kernel maps up to 64 kB around a page fault of a file mapping ("fault-around").
+_REOPEN_READS = 512
 
 
 def _reader(path: Path, resolved: str | None = None) -> Any:
