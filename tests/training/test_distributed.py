@@ -3,10 +3,12 @@ global batch, write the run's files once, and stop with one message when a rank 
 
 from __future__ import annotations
 
+import csv
 import os
 import traceback
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -66,12 +68,14 @@ def _config(frames_file: Path, out: Path, e0s: dict, **extra) -> dict:
     return config
 
 
-def test_two_processes_take_the_steps_of_one(tmp_path, frames_file, e0s):
+@pytest.mark.parametrize("options", [{}, {"energy_loss_smoothing": 0.3, "optimizer": "adamw"}])
+def test_two_processes_take_the_steps_of_one(tmp_path, frames_file, e0s, options):
     """7 frames in batches of 3 (the last one's second share is empty), float64: the weights
-    after 2 epochs (6 steps) of 2 processes are those of 1 process, and rank 0 alone writes."""
-    single = _config(frames_file, tmp_path / "one", e0s)
+    after 2 epochs (6 steps) of 2 processes are those of 1 process, also with the smoothed
+    energy loss, and rank 0 alone writes."""
+    single = _config(frames_file, tmp_path / "one", e0s, **options)
     train(single)
-    double = _config(frames_file, tmp_path / "two", e0s)
+    double = _config(frames_file, tmp_path / "two", e0s, **options)
     outcomes = _run_two(tmp_path, double)
     assert outcomes == ["ok", "ok"], outcomes
     one = load_checkpoint(list_checkpoints(tmp_path / "one" / "checkpoints")[-1][1])
@@ -81,6 +85,14 @@ def test_two_processes_take_the_steps_of_one(tmp_path, frames_file, e0s):
         torch.testing.assert_close(two["model"][name], value, rtol=1e-10, atol=1e-12, msg=name)
     for mine, theirs in zip(one["ema"]["shadow"], two["ema"]["shadow"], strict=True):
         torch.testing.assert_close(theirs, mine, rtol=1e-10, atol=1e-12)
+    losses = [
+        [
+            float(row["train_loss"])
+            for row in csv.DictReader((tmp_path / run / "log.csv").read_text().splitlines())
+        ]
+        for run in ("one", "two")
+    ]  # the logged losses are the global batch's
+    assert losses[1] == pytest.approx(losses[0], rel=1e-10)
     log = (tmp_path / "two" / "train.log").read_text()
     assert log.count("data-parallel: 2 processes, rank 0") == 1
     assert "rank 1" not in log.replace("rank 0", "")
