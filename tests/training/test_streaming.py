@@ -93,3 +93,16 @@ def test_a_store_needs_the_store_extra(tmp_path, frames_file, e0s, capsys, monke
     assert main(["preprocess", str(config), "--out", str(tmp_path / "s.lmdb")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "the 'store' extra" in lines[0], lines
+
+
+@pytest.mark.parametrize("train_is_store", [False, True])
+def test_a_validation_store(tmp_path, frames_file, e0s, train_is_store):
+    """A store as valid_file, beside a training file or store, capped by max_valid_frames."""
+    store = tmp_path / "all.lmdb"
+    preprocess(tiny_run(frames_file, tmp_path / "x", e0s), store)
+    train_file = store if train_is_store else frames_file
+    result = train(tiny_run(train_file, tmp_path / "run", e0s, valid_file=str(store),
+                            max_valid_frames=4, max_num_epochs=1))  # fmt: skip
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "frames: 10 training, 4 validation" in log
+    assert result.error_tables["valid"]["forces_rmse"] > 0

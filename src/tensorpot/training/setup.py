@@ -169,8 +169,14 @@ def _store_data(config: RunConfig, r_max: float) -> RunData:
     store = GraphStore(config.train_file, r_max)
     isolated_at = np.asarray(store.meta.get("isolated", []), dtype=np.int64)
     rest = np.setdiff1d(np.arange(len(store)), isolated_at)
-    if config.valid_file is not None:
-        train_at, valid = rest, _data_set(config.valid_file, config, r_max)
+    if config.valid_file is not None and is_store(config.valid_file):
+        train_at, valid = rest, _capped_store(config.valid_file, config, r_max)
+    elif config.valid_file is not None:
+        configs = read_data_file(config.valid_file, config)
+        cap = config.max_valid_frames
+        if cap is not None and len(configs) > cap:
+            configs = take_subset(configs, cap, config.seed)
+        train_at, valid = rest, GraphDataset(configs, r_max)
     else:
         train_part, valid_part = split_indices(len(rest), config.valid_fraction, config.seed)
         train_at, valid_at = rest[train_part], rest[valid_part]
@@ -208,15 +214,18 @@ def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) 
     everything = read_data_file(config.train_file, config)
     isolated = [c for c in everything if is_isolated_atom(c)]
     train = [c for c in everything if not is_isolated_atom(c)]
-    if config.valid_file is not None:
+    if config.valid_file is not None and is_store(config.valid_file):
+        valid: list[Configuration] | GraphStore = _capped_store(config.valid_file, config, r_max)
+    elif config.valid_file is not None:
         valid = read_data_file(config.valid_file, config)
     else:
         train, valid = split_train_valid(train, config.valid_fraction, config.seed)
     if config.max_train_frames is not None and len(train) > config.max_train_frames:
         train = take_subset(train, config.max_train_frames, config.seed)
-    if config.max_valid_frames is not None and len(valid) > config.max_valid_frames:
-        valid = take_subset(valid, config.max_valid_frames, config.seed)
-    if not train or not valid:
+    if isinstance(valid, list) and config.max_valid_frames is not None:
+        if len(valid) > config.max_valid_frames:
+            valid = take_subset(valid, config.max_valid_frames, config.seed)
+    if not train or not len(valid):
         raise DataError("the training and the validation set must each have a structure")
     tests = {
         name: _data_set(path, config, r_max)
@@ -227,7 +236,19 @@ def prepare_data(config: RunConfig, model_config: dict[str, Any] | None = None) 
         "frames: %d training, %d validation%s, %d isolated-atom",
         len(train), len(valid), test_counts, len(isolated),
     )  # fmt: skip
-    return RunData(GraphDataset(train, r_max), GraphDataset(valid, r_max), tests, isolated)
+    valid_set = valid if isinstance(valid, GraphStore) else GraphDataset(valid, r_max)
+    return RunData(GraphDataset(train, r_max), valid_set, tests, isolated)
+
+
+def _capped_store(path: str, config: RunConfig, r_max: float) -> GraphStore:
+    """A validation store, cut to ``max_valid_frames`` as a validation file would be."""
+    store = GraphStore(path, r_max)
+    cap = config.max_valid_frames
+    return (
+        store.subset(subset_indices(len(store), cap, config.seed))
+        if cap and len(store) > cap
+        else store
+    )
 
 
 def model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
