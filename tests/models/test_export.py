@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from tensorpot.models.export import (
     export_model,
     save_exported,
 )
+from tensorpot.nn import cpu_kernel
 from tests.models.contract import crystal, molecule
 
 SMALL = {"r_max": 3.0, "num_channels": 8, "num_interactions": 2, "num_heads": 2,
@@ -52,10 +52,13 @@ def randomised(config: dict) -> tensorpot.models.Potential:
 
 
 @functools.cache
-def exported_family(name: str) -> tuple[tensorpot.models.Potential, torch.export.ExportedProgram]:
-    """A randomised model of ``name`` and its exported program (exported once per session)."""
+def exported_family(
+    name: str, kernel: bool | None = None
+) -> tuple[tensorpot.models.Potential, torch.export.ExportedProgram]:
+    """A randomised model of ``name`` and its exported program (exported once per session):
+    by default calling the CPU kernel's operators where it is available."""
     model = randomised(FAMILIES[name])
-    return model, export_model(model)
+    return model, export_model(model, kernel)
 
 
 @pytest.fixture(params=list(FAMILIES))
@@ -140,40 +143,61 @@ def test_unknown_element_is_refused(exported):
         program.module()(positions, numbers, *rest)
 
 
-def test_loads_and_runs_without_tensorpot(tmp_path):
+#: run in a Python that cannot import tensorpot: load the operator library the record names (if
+#: any), then the program, and run it on the saved inputs
+PLAIN_PYTORCH = """
+import json, sys
+sys.path.append(sys.argv[1])  # site-packages, without its .pth files
+try:
+    import tensorpot
+except ImportError:
+    print("no tensorpot")
+else:
+    sys.exit("tensorpot was importable")
+import torch
+import zipfile
+with zipfile.ZipFile("model.pt2") as archive:  # the record, read before loading the program
+    name = next(n for n in archive.namelist() if n.endswith("/extra/tensorpot.json"))
+    record = json.loads(archive.read(name))
+if record["operator_library"] is not None:
+    torch.ops.load_library(record["operator_library"])
+extra = {"tensorpot.json": ""}
+program = torch.export.load("model.pt2", extra_files=extra).module()
+inputs = torch.load("inputs.pt", weights_only=True)
+torch.save(dict(program(*inputs)), "outputs.pt")
+print(json.dumps(json.loads(extra["tensorpot.json"])))
+"""
+
+
+@pytest.mark.parametrize("name, kernel", [("quinnet+freecg", None), ("ictp", None),
+                                          ("ictp", False)])  # fmt: skip
+def test_loads_and_runs_without_tensorpot(tmp_path, name, kernel):
     """The file runs in a Python that cannot import tensorpot (no .pth files, cwd outside the
-    repository), through ``torch.export.load`` alone, and gives the model's values; it is
-    never written over an existing file unless asked."""
-    model, program = exported_family("quinnet+freecg")
-    path = tmp_path / "model.pt2"
+    repository), through ``torch.export.load`` alone, after ``torch.ops.load_library`` of the
+    operator library written beside it where the program calls the CPU kernel's operators
+    (none with ``kernel=False``), and gives the model's values; neither file is ever written
+    over an existing one unless asked."""
+    model, program = exported_family(name, kernel)
+    calls = export.uses_operators(program)
+    assert calls == (kernel is not False and cpu_kernel.available())
+    path, library = tmp_path / "model.pt2", tmp_path / "model.so"
     path.write_text("keep")
     with pytest.raises(FileExistsError, match="exists"):
         save_exported(model, path, program=program)
     assert path.read_text() == "keep"
+    path.unlink()
+    if calls:
+        library.write_text("keep")
+        with pytest.raises(FileExistsError, match="exists"):
+            save_exported(model, path, program=program)
+        assert library.read_text() == "keep" and not path.exists()
     assert save_exported(model, path, overwrite=True, program=program) == path
+    assert library.is_file() == calls
     atoms = crystal(seed=1)
     torch.save(engine_inputs(atoms, model.r_max), tmp_path / "inputs.pt")
-    script = textwrap.dedent(
-        """
-        import json, sys
-        sys.path.append(sys.argv[1])  # site-packages, without its .pth files
-        try:
-            import tensorpot
-        except ImportError:
-            print("no tensorpot")
-        else:
-            sys.exit("tensorpot was importable")
-        import torch
-        extra = {"tensorpot.json": ""}
-        program = torch.export.load("model.pt2", extra_files=extra).module()
-        inputs = torch.load("inputs.pt", weights_only=True)
-        torch.save(dict(program(*inputs)), "outputs.pt")
-        print(json.dumps(json.loads(extra["tensorpot.json"])))
-        """
-    )
     site = str(Path(torch.__file__).parents[1])
     run = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script, site],
+        [sys.executable, "-I", "-S", "-c", PLAIN_PYTORCH, site],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -182,10 +206,12 @@ def test_loads_and_runs_without_tensorpot(tmp_path):
     got = torch.load(tmp_path / "outputs.pt", weights_only=True)
     assert_same(got, model_outputs(model, atoms))
     record = json.loads(record)
+    assert record["operator_library"] == ("model.so" if calls else None)
     assert record["atomic_numbers"] == [1, 6, 7, 8] and record["r_max"] == 3.0
     assert record["inputs"] == ["positions", "atomic_numbers", "cell", "edge_index", "cell_shifts"]
     assert set(record["outputs"]) == set(got)
-    assert record["config"]["model"] == "quinnet" and record["config"]["freecg"] is True
+    if name == "quinnet+freecg":
+        assert record["config"]["model"] == "quinnet" and record["config"]["freecg"] is True
 
 
 def test_engine_model_does_not_touch_the_callers_tensors():

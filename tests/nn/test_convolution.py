@@ -1,7 +1,7 @@
 """The fused convolution against the same sum written with plain operations.
 
-Each check runs twice: with the convolution's PyTorch operations (``TENSORPOT_CPU_KERNEL=0``)
-and with the compiled CPU kernel (:mod:`tensorpot.nn.cpu_kernel`)."""
+Each check runs twice: with the convolution's PyTorch operations and with the CPU kernel's
+operators (:mod:`tensorpot.nn.cpu_kernel`)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,14 @@ COMPILER = shutil.which("c++") is not None and shutil.which("ninja") is not None
 
 
 @pytest.fixture(params=["operations", "kernel"], autouse=True)
-def backend(request, monkeypatch):
-    """Every test of this module with each implementation of the convolution."""
-    if request.param == "operations":
-        monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "0")
-    else:
+def kernel(request):
+    """Every test of this module with each implementation of the convolution: whether the
+    kernel's operators run."""
+    if request.param == "kernel":
         if not COMPILER:
             pytest.skip("no C++ compiler and ninja to build the CPU kernel")
-        monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "1")
         assert cpu_kernel.load() is not None
-    return request.param
+    return request.param == "kernel"
 
 
 def _case(max_l1, max_l2, seed=0):
@@ -78,23 +76,27 @@ def _plain(product, edge_index, edge_pair, back, h, vectors, radial):
     return out
 
 
-def _fused(product, h, vectors, radial, pairs, groups):
+def _fused(product, h, vectors, radial, pairs, groups, kernel):
     y = torch.cat(compressed_harmonics(vectors, max(p.l2 for p in product.paths)), -1)
     yk = product.channel_free(y)
-    return convolution(h, yk, radial, pairs, product.reverse_signs(), groups)
+    signs = [s.to(radial.dtype) for s in product.reverse_signs()]
+    out = convolution(h, yk, radial, pairs, signs, groups, kernel=kernel)
+    name = out[0]._base.grad_fn.name()  # the aggregate of which the blocks are views
+    assert ("tensorpot_convolution" in name) == kernel, name  # the implementation asked for
+    return out
 
 
 @pytest.mark.parametrize("chunk_bytes", [None, 1000, "no-keep"])
 @pytest.mark.parametrize("max_l1,max_l2", [(0, 2), (1, 1), (2, 3)])
 def test_fused_equals_plain_with_gradients_and_second_derivatives(
-    max_l1, max_l2, chunk_bytes, monkeypatch
+    max_l1, max_l2, chunk_bytes, monkeypatch, kernel
 ):
     if chunk_bytes == "no-keep":  # one chunk whose messages are recomputed
         monkeypatch.setattr("tensorpot.nn.convolution.KEEP_BYTES", 0)
     elif chunk_bytes is not None:  # edges in several chunks
         monkeypatch.setattr("tensorpot.nn.convolution.CHUNK_BYTES", chunk_bytes)
     product, edge_index, edge_pair, back, h, vectors, radial, pairs, groups = _case(max_l1, max_l2)
-    fused = _fused(product, h, vectors, radial, pairs, groups)
+    fused = _fused(product, h, vectors, radial, pairs, groups, kernel)
     plain = _plain(product, edge_index, edge_pair, back, h, vectors, radial)
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(fused, plain))
     g = torch.Generator().manual_seed(1)
@@ -109,7 +111,7 @@ def test_fused_equals_plain_with_gradients_and_second_derivatives(
     d_plain = torch.autograd.grad(scalar(plain), inputs, create_graph=True)
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(d_fused, d_plain))
     # without create_graph (forces at inference): the kept messages, if any, are used
-    fused = _fused(product, h, vectors, radial, pairs, groups)
+    fused = _fused(product, h, vectors, radial, pairs, groups, kernel)
     d_inference = torch.autograd.grad(scalar(fused), inputs)
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(d_inference, d_plain))
     dd_fused = torch.autograd.grad(d_fused[-2].pow(2).sum(), inputs)
@@ -117,15 +119,17 @@ def test_fused_equals_plain_with_gradients_and_second_derivatives(
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(dd_fused, dd_plain))
 
 
-def test_gradcheck(monkeypatch):
+def test_gradcheck(monkeypatch, kernel):
     monkeypatch.setattr("tensorpot.nn.convolution.CHUNK_BYTES", 2000)
     product, _, _, _, h, vectors, radial, pairs, groups = _case(1, 1, seed=3)
 
     def f(*args):
-        return tuple(_fused(product, list(args[:-2]), *args[-2:], pairs, groups))
+        return tuple(_fused(product, list(args[:-2]), *args[-2:], pairs, groups, kernel))
 
-    assert torch.autograd.gradcheck(f, (*h, vectors, radial))
-    assert torch.autograd.gradgradcheck(f, (*h, vectors, radial))
+    # the kernel's operators in fast mode (random directions): each of their calls starts a
+    # parallel region, which every input element's own check would pay many times
+    assert torch.autograd.gradcheck(f, (*h, vectors, radial), fast_mode=kernel)
+    assert torch.autograd.gradgradcheck(f, (*h, vectors, radial), fast_mode=kernel)
 
 
 def test_pairs_from_edges():
@@ -142,23 +146,28 @@ def test_pairs_from_edges():
         edge_pairs(duplicated, torch.zeros(3, 3), 2)
 
 
-def test_kernel_builds_where_a_compiler_is():
+def test_kernel_is_chosen_once_where_it_builds(monkeypatch):
+    """``build_model`` tells the model's modules whether to run the kernel: where it builds,
+    unless ``TENSORPOT_CPU_KERNEL=0``; the forward pass reads that and nothing else."""
+    config = {"model": "ictp", "r_max": 3.0, "num_channels": 4, "max_L": 1, "correlation": 2,
+              "atomic_numbers": [1, 8], "avg_num_neighbors": 4.0, "radial_MLP": [8]}  # fmt: skip
+    users = [m for m in tensorpot.build_model(config).modules() if hasattr(m, "cpu_kernel")]
+    assert users and all(m.cpu_kernel is cpu_kernel.available() for m in users)
     if COMPILER:
-        assert cpu_kernel.load() is not None
-    assert cpu_kernel.usable(torch.zeros(2, dtype=torch.float64)) is (
-        cpu_kernel.load() if cpu_kernel.enabled() else None
-    )
-    assert cpu_kernel.usable(torch.zeros(2, dtype=torch.float16)) is None
-    mixed = torch.zeros(2, dtype=torch.float32), torch.zeros(2, dtype=F64)
-    assert cpu_kernel.usable(*mixed) is None
+        assert all(m.cpu_kernel for m in users)
+    monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "0")
+    users = [m for m in tensorpot.build_model(config).modules() if hasattr(m, "cpu_kernel")]
+    assert not any(m.cpu_kernel for m in users)
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-4)])
-def test_model_forces_and_stress_equal_with_and_without_kernel(dtype, atol, monkeypatch):
+def test_model_forces_and_stress_equal_with_and_without_kernel(dtype, atol, kernel):
     """A whole ICTP (periodic cell, lone edges across a small cell's images included), frozen
     as for inference, so that the radial MLP's products run in the kernel too."""
     from ase.build import bulk
 
+    if not kernel:
+        pytest.skip("compares both implementations itself")
     config = {"model": "ictp", "r_max": 3.0, "num_channels": 4, "max_L": 2, "correlation": 2,
               "atomic_numbers": [13, 29], "avg_num_neighbors": 10.0, "dtype": str(dtype)[6:],
               "radial_MLP": [8]}  # fmt: skip
@@ -170,8 +179,33 @@ def test_model_forces_and_stress_equal_with_and_without_kernel(dtype, atol, monk
     batch = collate([atoms_to_graph(atoms, model.r_max)], dtype=dtype)
     out = {}
     for flag in ("0", "1"):
-        monkeypatch.setenv("TENSORPOT_CPU_KERNEL", flag)
+        cpu_kernel.choose(model, flag == "1")
         out[flag] = model(batch, compute_forces=True, compute_stress=True)
     assert torch.allclose(out["0"].energy, out["1"].energy, atol=atol)
     assert torch.allclose(out["0"].forces, out["1"].forces, atol=atol)
     assert torch.allclose(out["0"].stress, out["1"].stress, atol=atol)
+
+
+def test_training_on_forces_runs_through_the_operators(kernel):
+    """A force loss's gradient to the parameters (the derivative of the backward pass) through
+    the kernel's operators equals that of the PyTorch operations."""
+    from ase.build import molecule
+
+    if not kernel:
+        pytest.skip("compares both implementations itself")
+    config = {"model": "ictp", "r_max": 3.0, "num_channels": 4, "max_L": 2, "correlation": 2,
+              "atomic_numbers": [1, 6, 8], "avg_num_neighbors": 4.0, "radial_MLP": [8]}  # fmt: skip
+    model = tensorpot.build_model(config).train()
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=2)
+    batch = collate([atoms_to_graph(atoms, model.r_max)], dtype=F64)
+    grads = {}
+    for flag in (False, True):
+        cpu_kernel.choose(model, flag)
+        out = model(batch, compute_forces=True)
+        loss = out.forces.pow(2).sum() + out.energy.sum()
+        grads[flag] = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    for ours, ref in zip(grads[True], grads[False]):
+        assert (ours is None) == (ref is None)
+        if ours is not None:
+            torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)

@@ -134,15 +134,21 @@ def test_real_kernel_loads_past_a_stale_torch_lock(monkeypatch):
     assert "compiling the CPU kernel" not in done.stderr
 
 
-def test_a_traced_graph_runs_the_pytorch_operations():
-    """The kernel is an extension function that tracing cannot see into: for fake tensors (a
-    graph being traced, as ``tensorpot export`` does) ``usable`` declines it."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+def test_a_traced_graph_records_the_operators():
+    """The kernel is a set of PyTorch operators with fake implementations: a graph traced on
+    symbolic sizes (as ``tensorpot export`` traces) records them, its backward pass too."""
+    from torch.fx.experimental.proxy_tensor import make_fx
 
-    real = torch.zeros(3, dtype=torch.float64)
-    if cpu_kernel.usable(real) is None:
+    if not cpu_kernel.available():
         pytest.skip("the CPU kernel is not available here")
-    with FakeTensorMode():
-        fake = torch.zeros(3, dtype=torch.float64)
-    assert cpu_kernel.usable(fake) is None
-    assert cpu_kernel.usable(real, fake) is None
+
+    def forces(x, w):
+        x = x.detach().requires_grad_(True)
+        y = torch.ops.tensorpot.matmul(torch.sin(x), w)
+        return torch.autograd.grad(y.square().sum(), x)[0]
+
+    x, w = torch.randn(10, 4, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    graph = make_fx(forces, tracing_mode="symbolic")(x, w)
+    calls = [str(n.target) for n in graph.graph.nodes if n.op == "call_function"]
+    assert calls.count("tensorpot.matmul.default") == 2  # forward and backward
+    torch.testing.assert_close(graph(2 * x, w), forces(2 * x, w))

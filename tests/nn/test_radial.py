@@ -18,8 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(autouse=True)
-def kernel_on(monkeypatch):
-    monkeypatch.setenv("TENSORPOT_CPU_KERNEL", "1")
+def kernel_on():
     assert cpu_kernel.load() is not None
 
 
@@ -31,10 +30,10 @@ def test_products_equal_pytorch(rows, cols, dtype, rtol):
     g = torch.Generator().manual_seed(rows * 100 + cols)
     x = torch.randn(rows, 11, generator=g, dtype=dtype)
     w = torch.randn(11, cols, generator=g, dtype=dtype)
-    out = cpu_kernel.load().matmul(x, w)
+    out = torch.ops.tensorpot.matmul(x, w)
     assert out.shape == (rows, cols)
     torch.testing.assert_close(out, x @ w, rtol=rtol, atol=rtol * 10)
-    torch.testing.assert_close(matmul(x, w), x @ w, rtol=rtol, atol=rtol * 10)
+    torch.testing.assert_close(matmul(x, w, kernel=True), x @ w, rtol=rtol, atol=rtol * 10)
 
 
 def test_first_and_second_derivatives_equal_pytorch():
@@ -49,7 +48,7 @@ def test_first_and_second_derivatives_equal_pytorch():
         return torch.tanh(product(x, w)).sum()
 
     results = []
-    for product in (matmul, torch.matmul):
+    for product in (lambda x, w: matmul(x, w, kernel=True), torch.matmul):
         (grad,) = torch.autograd.grad(energy(product), r, create_graph=True)
         (hess,) = torch.autograd.grad(grad.sum(), r)
         (plain,) = torch.autograd.grad(energy(product), r)  # no graph: the kernel's backward
@@ -62,7 +61,7 @@ def test_trainable_weight_uses_pytorch_and_gets_its_gradient():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(30, 8, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(8, 16, generator=g, dtype=torch.float64, requires_grad=True)
-    out = matmul(x, w)
+    out = matmul(x, w, kernel=True)
     assert out.grad_fn.name() == "MmBackward0"
     (gw,) = torch.autograd.grad(out.sum(), w)
     torch.testing.assert_close(gw, x.detach().t() @ torch.ones(30, 16, dtype=torch.float64))
@@ -71,12 +70,13 @@ def test_trainable_weight_uses_pytorch_and_gets_its_gradient():
 def test_frozen_radial_mlp_equals_trainable_one():
     torch.manual_seed(2)
     mlp = RadialMLP([8, 64, 64, 40]).double()
+    cpu_kernel.choose(mlp, True)
     x = torch.randn(200, 8, dtype=torch.float64, requires_grad=True)
     ref = mlp(x)
     (ref_grad,) = torch.autograd.grad(ref.square().sum(), x)
     mlp.requires_grad_(False)
     out = mlp(x)
-    assert out.grad_fn.name() == "_MatmulBackward"
+    assert "tensorpot_matmul" in out.grad_fn.name()
     (grad,) = torch.autograd.grad(out.square().sum(), x)
     torch.testing.assert_close(out, ref.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)

@@ -168,11 +168,22 @@ def _parser() -> argparse.ArgumentParser:
         help="write a model as one file that plain PyTorch runs, for MD engines",
         description="Export a model, its forces and virials included, as a torch.export "
         "program (.pt2) that loads without tensorpot; its inputs are positions, atomic "
-        "numbers, the cell and a neighbour list (docs/export.md).",
+        "numbers, the cell and a neighbour list (docs/export.md). Where the model runs the "
+        "CPU kernel, the program calls its operators, and their library is written beside "
+        "it (the .so of the same name), to load with torch.ops.load_library first.",
     )
     export.add_argument("--model", required=True, help="model file written by tensorpot")
     export.add_argument("--out", required=True, help="the file to write (.pt2)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an existing file (and library)"
+    )
+    export.add_argument(
+        "--pytorch-ops",
+        action="store_true",
+        help="trace the PyTorch operations instead of the CPU kernel's operators: a program "
+        "that needs no operator library (portable to other CPUs), slower where the model "
+        "has a kernel",
+    )
     return parser
 
 
@@ -383,10 +394,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from tensorpot.models.export import save_exported
+    from tensorpot.models.export import read_record, save_exported
 
-    path = save_exported(args.model, args.out, overwrite=args.overwrite)
+    kernel = False if args.pytorch_ops else None
+    path = save_exported(args.model, args.out, overwrite=args.overwrite, kernel=kernel)
     print(f"tensorpot: wrote the exported model to {path}", file=sys.stderr)
+    library = read_record(path)["operator_library"]
+    if library is not None:
+        print(f"tensorpot: it calls the CPU kernel's operators: load {path.parent / library} "
+              "with torch.ops.load_library before torch.export.load", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from tensorpot.errors import ConfigError
 from tensorpot.models.base import Potential
 from tensorpot.models.registry import model_families
+from tensorpot.nn import cpu_kernel
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -44,11 +45,17 @@ def build_model(config: Mapping[str, Any] | BaseModel) -> Potential:
     """Build a model from its config (``{"model": "ictp", ...}`` or a config object).
 
     The parameters are initialised from the config's ``seed`` inside a forked RNG (the caller's
-    random state is untouched), then the model is cast once to the config's ``dtype``.
+    random state is untouched), then the model is cast once to the config's ``dtype``. Its
+    modules that can run the CPU kernel are told here whether to
+    (:func:`tensorpot.nn.cpu_kernel.choose`: where its library builds and
+    ``TENSORPOT_CPU_KERNEL`` is not ``0``); they run it on the CPU, the PyTorch operations
+    on other devices.
     """
     cfg = validate_model_config(config)
     family = model_families()[cfg.model]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = family.model(cfg)
-    return model.to(DTYPES[cfg.dtype])
+    model = model.to(DTYPES[cfg.dtype])
+    cpu_kernel.choose(model)
+    return model

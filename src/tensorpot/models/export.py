@@ -36,10 +36,13 @@ from the model.
 
 What the exported form does differently, and why:
 
-- it runs the PyTorch operations, never tensorpot's CPU kernel
-  (:mod:`tensorpot.nn.cpu_kernel`): that is a compiled extension, not a PyTorch operator, so
-  neither tracing nor another process without tensorpot can call it (the kernel's users take
-  the PyTorch operations for the fake tensors of a trace);
+- where the model runs tensorpot's CPU kernel, the program calls its operators
+  (``torch.ops.tensorpot.*``, :mod:`tensorpot.nn.cpu_kernel`), forward and backward, and so
+  needs their library: :func:`save_exported` writes it beside the program
+  (:func:`operator_library`), and a process loads it with ``torch.ops.load_library`` before
+  ``torch.export.load``. The library is compiled for the CPU it was built on
+  (``-march=native``) and for this PyTorch; ``kernel=False`` (``tensorpot export
+  --pytorch-ops``) traces the PyTorch operations instead, a program that needs nothing else;
 - every edge is its own pair (:mod:`tensorpot.data.pairs`): grouping an edge with its reverse
   reads values back from the tensors, which a traced graph cannot do, so the radial functions
   run once per edge instead of once per pair (the same values);
@@ -49,7 +52,8 @@ What the exported form does differently, and why:
   the graph), as the model's ``ValueError`` would.
 
 The file needs the PyTorch version that wrote it (``torch.export`` archives are not promised
-to load in other versions), and nothing else.
+to load in other versions), and its operator library where its record names one
+(``operator_library``), nothing else.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import copy
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,7 @@ from tensorpot.errors import TensorPotError
 from tensorpot.files import atomic_write
 from tensorpot.models.base import Potential
 from tensorpot.models.io import load_model
+from tensorpot.nn import cpu_kernel
 
 #: the name of the JSON record inside the archive (``torch.export.load(path, extra_files=...)``)
 METADATA_FILE = "tensorpot.json"
@@ -178,12 +184,17 @@ def _distinct_sizes(model: Potential) -> tuple[Tensor, ...]:
     raise ExportError(f"no example structure with edges for r_max = {model.r_max} Å")
 
 
-def export_model(model: Potential) -> torch.export.ExportedProgram:
+def export_model(model: Potential, kernel: bool | None = None) -> torch.export.ExportedProgram:
     """The exported program of ``model`` as an engine calls it (:class:`EngineModel`), with
     free numbers of atoms and edges, checked against the model on a molecule and a periodic
     cell other than the one it was traced on.
 
-    The model itself is left as it was (a copy is traced, on the CPU).
+    The model itself is left as it was (a copy is traced, on the CPU, its parameters frozen).
+    ``kernel``: trace the CPU kernel's operators (``torch.ops.tensorpot.*``; the program then
+    needs their library, :func:`operator_library`) or, with ``False``, the PyTorch operations
+    (a portable program); by default the operators where the kernel is available
+    (:func:`tensorpot.nn.cpu_kernel.choose`). A model without a part the kernel runs needs no
+    library either way.
 
     Raises:
         ExportError: the model could not be traced, or its exported form does not give the
@@ -191,7 +202,8 @@ def export_model(model: Potential) -> torch.export.ExportedProgram:
     """
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    engine = EngineModel(copy.deepcopy(model).cpu().eval())
+    engine = EngineModel(copy.deepcopy(model).cpu().eval().requires_grad_(False))
+    cpu_kernel.choose(engine.model, kernel)
     traced_on = _distinct_sizes(model)
     checks = [example_inputs(model, periodic=False, num_atoms=7),
               example_inputs(model, periodic=True, num_atoms=4)]  # fmt: skip
@@ -214,6 +226,31 @@ def export_model(model: Potential) -> torch.export.ExportedProgram:
         got = program.module()(*inputs)
         _check_same(want, got, inputs[0].shape[0], tolerance)
     return program
+
+
+def uses_operators(program: torch.export.ExportedProgram) -> bool:
+    """Whether ``program`` calls the CPU kernel's operators (``torch.ops.tensorpot.*``), and
+    so needs their library loaded (:func:`operator_library`)."""
+    return any(
+        node.op == "call_function" and str(node.target).startswith("tensorpot.")
+        for node in program.graph.nodes
+    )
+
+
+def operator_library(path: str | os.PathLike) -> Path:
+    """Where :func:`save_exported` writes the operator library of the program ``path``: beside
+    it, the suffix ``.so`` (``.pyd`` on Windows) in place of its own."""
+    return Path(path).with_suffix(cpu_kernel.LIBRARY_SUFFIX)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The record (:data:`METADATA_FILE`) of the exported program ``path``, read from the
+    archive without loading the program."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(f"/extra/{METADATA_FILE}"):
+                return json.loads(archive.read(name))
+    raise ExportError(f"{path}: no {METADATA_FILE} in the archive (not written by tensorpot)")
 
 
 def _check_same(
@@ -258,30 +295,51 @@ def save_exported(
     path: str | os.PathLike,
     overwrite: bool = False,
     program: torch.export.ExportedProgram | None = None,
+    kernel: bool | None = None,
 ) -> Path:
     """Export ``model`` (a model, or a model file written by tensorpot) and write the program
     to ``path`` (``torch.export.save``, with :data:`METADATA_FILE`), atomically; ``program``
-    is the model's :func:`export_model`, where the caller has it already.
+    is the model's :func:`export_model` (with ``kernel``), where the caller has it already.
+    A program that calls the CPU kernel's operators gets a copy of their library beside it
+    (:func:`operator_library`), named in its record (``operator_library``); a process loads
+    it with ``torch.ops.load_library`` before ``torch.export.load``.
 
     Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is false (checked first).
+        FileExistsError: ``path``, or the library's path where one is written, exists and
+            ``overwrite`` is false (checked first).
         TensorPotError: the model file cannot be read (:func:`tensorpot.load_model`).
         ExportError: the model cannot be exported (:func:`export_model`).
     """
-    path = Path(path)
+    path, library = Path(path), operator_library(path)
+    _writable(path, overwrite)
+    if not isinstance(model, Potential):
+        model = load_model(model)
+    if program is None and kernel is not False:  # a library will be written where it is used
+        if any(hasattr(m, "cpu_kernel") for m in model.modules()) and cpu_kernel.available():
+            _writable(library, overwrite)
+    program = export_model(model, kernel) if program is None else program
+    record = metadata(model)
+    record["operator_library"] = library.name if uses_operators(program) else None
+    if record["operator_library"] is not None:
+        _writable(library, overwrite)
+        built = cpu_kernel.load()
+        if built is None:
+            raise ExportError("the program calls the CPU kernel's operators, whose library "
+                              "could not be built")  # fmt: skip
+        atomic_write(library, lambda handle: handle.write(built.read_bytes()))
+    text = json.dumps(record, indent=1)
+
+    def write(handle: io.BufferedIOBase) -> None:
+        torch.export.save(program, handle, extra_files={METADATA_FILE: text})
+
+    return atomic_write(path, write)
+
+
+def _writable(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists; refusing to overwrite it")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not a file to write")
-    if not isinstance(model, Potential):
-        model = load_model(model)
-    program = export_model(model) if program is None else program
-    record = json.dumps(metadata(model), indent=1)
-
-    def write(handle: io.BufferedIOBase) -> None:
-        torch.export.save(program, handle, extra_files={METADATA_FILE: record})
-
-    return atomic_write(path, write)
 
 
 def _first_line(err: BaseException) -> str:

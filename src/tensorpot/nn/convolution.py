@@ -31,10 +31,10 @@ the gradient is taken, which bounds the extra memory of a large cell by one chun
 model is not training, they are kept instead of recomputed. The backward pass is written with
 differentiable operations, so forces can themselves be differentiated (training on forces).
 
-On the CPU the node runs the same sum and its first derivatives in a compiled loop over the
-edges (:mod:`tensorpot.nn.cpu_kernel`) that never forms the messages as tensors; the
-operations above remain for other devices, where the kernel cannot be built, and for the
-derivative of the backward pass.
+On the CPU the same sum and its derivatives run as the CPU kernel's operators
+(:mod:`tensorpot.nn.cpu_kernel`, :mod:`tensorpot.nn.operators`), compiled loops over the
+edges that never form the messages as tensors, their backward pass differentiable again; the
+operations above remain for other devices and where the kernel is not chosen.
 """
 
 from __future__ import annotations
@@ -134,17 +134,6 @@ class _Convolution(torch.autograd.Function):
     def forward(ctx, nodes, sources, reverse, radial, num_nodes, groups, signs, may_keep, *tensors):
         hs, yks = tensors[: len(groups)], tensors[len(groups) :]
         ctx.groups, ctx.signs = groups, signs
-        ctx.kernel = cpu_kernel.usable(reverse, radial, *signs, *tensors)
-        if ctx.kernel is not None:
-            order, offsets = _rows_by_node(nodes, num_nodes)
-            aggs = ctx.kernel.convolution_forward(
-                sources, reverse, radial.contiguous(), order, offsets,
-                [h.transpose(1, 2).contiguous() for h in hs], [yk.contiguous() for yk in yks],
-                [_path_columns(specs, radial.device) for _, specs in groups],
-                [s.contiguous() for s in signs], num_nodes,
-            )  # fmt: skip
-            ctx.save_for_backward(nodes, sources, reverse, radial, *tensors, order, offsets)
-            return tuple(aggs)
         channels = hs[0].shape[1]
         aggs = [hs[0].new_zeros((num_nodes, yk.shape[1], channels)) for yk in yks]
         chunks = list(_chunks(radial.shape[0], groups, channels, hs[0].element_size()))
@@ -174,15 +163,7 @@ class _Convolution(torch.autograd.Function):
         hs, yks = tensors[: len(groups)], tensors[len(groups) : 2 * len(groups)]
         need = ctx.needs_input_grad
         need_radial, need_h, need_yk = need[3], need[8 : 8 + len(groups)], need[8 + len(groups) :]
-        if ctx.kernel is not None:
-            order, offsets = tensors[2 * len(groups) :]
-            if not torch.is_grad_enabled():  # the kernel's derivatives are not differentiable
-                grad_r, grad_h, grad_yk = _kernel_backward(
-                    ctx.kernel, nodes, reverse, radial, order, offsets, hs, yks, groups, signs,
-                    grads, need_radial, need_h, need_yk,
-                )  # fmt: skip
-                return (None, None, None, grad_r, None, None, None, None, *grad_h, *grad_yk)
-        kept = [] if ctx.kernel is not None else tensors[2 * len(groups) :]
+        kept = tensors[2 * len(groups) :]
         columns = [_path_columns(specs, radial.device) for _, specs in groups]
         grad_radial: list[Tensor] = []
         grad_h = [h.new_zeros(h.shape) if n else None for h, n in zip(hs, need_h)]
@@ -224,32 +205,14 @@ class _Convolution(torch.autograd.Function):
 
 
 def _rows_by_node(nodes: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
-    """The rows sorted by receiver and the start of every node's rows ``[N + 1]`` (CSR).
+    """The rows sorted by receiver and the start of every node's rows ``[N + 1]`` (CSR), of
+    shapes known without reading values (a traced graph's are symbolic).
 
     Row ``r ^ 1`` is the other direction of row ``r``, whose receiver is row ``r``'s source, so
     ``order ^ 1`` sorts the rows by source with the same offsets."""
-    order = torch.argsort(nodes)
-    offsets = torch.zeros(num_nodes + 1, dtype=torch.long, device=nodes.device)
-    offsets[1:] = torch.cumsum(torch.bincount(nodes, minlength=num_nodes), 0)
-    return order, offsets
-
-
-def _kernel_backward(
-    kernel, nodes, reverse, radial, order, offsets, hs, yks, groups, signs, grads,
-    need_radial, need_h, need_yk,
-):  # fmt: skip
-    """First derivatives by the CPU kernel (:mod:`tensorpot.nn.cpu_kernel`)."""
-    out = kernel.convolution_backward(
-        nodes, reverse, radial.contiguous(), order ^ 1, offsets,
-        [h.transpose(1, 2).contiguous() for h in hs], [yk.contiguous() for yk in yks],
-        [_path_columns(specs, radial.device) for _, specs in groups],
-        [s.contiguous() for s in signs], [g.contiguous() for g in grads],
-        list(need_h), list(need_yk), bool(need_radial),
-    )  # fmt: skip
-    n = len(groups)
-    grad_h = [g.transpose(1, 2) if need else None for g, need in zip(out[:n], need_h)]
-    grad_yk = [g if need else None for g, need in zip(out[n : 2 * n], need_yk)]
-    return (out[-1] if need_radial else None), grad_h, grad_yk
+    receivers, order = torch.sort(nodes, stable=True)
+    starts = torch.arange(num_nodes + 1, dtype=nodes.dtype, device=nodes.device)
+    return order, torch.searchsorted(receivers, starts)
 
 
 def convolution(
@@ -260,6 +223,7 @@ def convolution(
     signs: list[Tensor],
     groups: Groups,
     keep_messages: bool = True,
+    kernel: bool = False,
 ) -> list[Tensor]:
     """Aggregated messages of every block, in the order of ``groups``.
 
@@ -273,15 +237,26 @@ def convolution(
         groups: the blocks of each group.
         keep_messages: allow keeping small messages for the backward pass; pass ``False`` when
             the backward pass will itself be differentiated (training), which recomputes them.
+        kernel: run the CPU kernel's operators (``torch.ops.tensorpot.convolution``, its
+            library loaded: :func:`tensorpot.nn.cpu_kernel.choose`) where the tensors are on
+            the CPU in float32 or float64; otherwise the PyTorch operations.
 
     Returns:
         ``[N, 2l3+1, P, C]`` per block.
     """
     num_nodes = h[0].shape[0]
-    aggs = _Convolution.apply(
-        pairs.nodes, pairs.sources, pairs.reverse, radial, num_nodes, groups, tuple(signs),
-        keep_messages, *h, *yk,
-    )  # fmt: skip
+    if cpu_kernel.applies(kernel, radial, *h, *yk, *signs):
+        order, offsets = _rows_by_node(pairs.nodes, num_nodes)
+        aggs = torch.ops.tensorpot.convolution(
+            pairs.nodes, pairs.sources, pairs.reverse.to(radial.dtype), radial, order, offsets,
+            [x.transpose(1, 2) for x in h], list(yk),
+            [_path_columns(specs, radial.device) for _, specs in groups], list(signs),
+        )  # fmt: skip
+    else:
+        aggs = _Convolution.apply(
+            pairs.nodes, pairs.sources, pairs.reverse, radial, num_nodes, groups, tuple(signs),
+            keep_messages, *h, *yk,
+        )  # fmt: skip
     blocks = []
     for agg, (_, specs) in zip(aggs, groups):  # [N, Q_l1, C] -> [N, 2l3+1, P, C] per block
         start = 0

@@ -17,8 +17,6 @@
 
 #include "cpu_kernel.h"
 
-#include <torch/extension.h>
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>

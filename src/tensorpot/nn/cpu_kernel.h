@@ -1,9 +1,9 @@
-// The functions of tensorpot's CPU kernel, defined in the sources beside this file and bound in
-// cpu_kernel.cpp.
+// The functions of tensorpot's CPU kernel, defined in the sources beside this file and registered
+// as the operators torch.ops.tensorpot.* in cpu_kernel.cpp.
 
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
@@ -24,7 +24,7 @@ std::vector<at::Tensor> convolution_backward(at::Tensor nodes, at::Tensor revers
                                              std::vector<bool> need_h, std::vector<bool> need_yk,
                                              bool need_radial);
 // matmul_kernel.cpp
-at::Tensor matmul(at::Tensor x, at::Tensor w);
+at::Tensor tall_matmul(at::Tensor x, at::Tensor w);
 // group_cg_kernel.cpp
 at::Tensor group_cg_weights(at::Tensor w, std::vector<at::Tensor> cg, int64_t groups);
 at::Tensor group_cg_forward(at::Tensor a, at::Tensor b, at::Tensor arranged, int64_t groups,

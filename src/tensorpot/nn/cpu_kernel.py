@@ -1,24 +1,37 @@
-"""tensorpot's CPU kernel: one C++ extension, built on first use.
+"""tensorpot's CPU kernel: a library of PyTorch operators, ``torch.ops.tensorpot.*``, built on
+first use.
 
-Three sources beside this module (declared in ``cpu_kernel.h``, bound in ``cpu_kernel.cpp``):
+Three sources beside this module (declared in ``cpu_kernel.h``; the operators' schemas and CPU
+implementations are registered in ``cpu_kernel.cpp`` with ``TORCH_LIBRARY``):
 
-- ``convolution_kernel.cpp``: what :class:`tensorpot.nn.convolution._Convolution` computes with
-  PyTorch operations, and its first derivatives, in one loop over the edges that forms every
-  edge's messages in a buffer of ``C`` values instead of as ``[2G, Q, C]`` tensors, in parallel
-  over nodes;
-- ``matmul_kernel.cpp``: the products of the radial MLP (:func:`tensorpot.nn.radial.matmul`),
-  a tall ``[M, K]`` by a small ``[K, N]`` with ``K, N <= 64``, on which a general BLAS runs
-  below its speed;
-- ``group_cg_kernel.cpp``: FreeCG's group CG (:class:`tensorpot.nn.visnet.GroupCG`) for 8
-  abstract edges per group, whose many small contractions PyTorch runs as batched products of
-  a few rows each.
+- ``convolution_kernel.cpp``: ``convolution`` and ``convolution_backward``, what
+  :class:`tensorpot.nn.convolution._Convolution` computes with PyTorch operations, and its
+  first derivatives, in one loop over the edges that forms every edge's messages in a buffer
+  of ``C`` values instead of as ``[2G, Q, C]`` tensors, in parallel over nodes;
+- ``matmul_kernel.cpp``: ``matmul``, the products of the radial MLP
+  (:func:`tensorpot.nn.radial.matmul`), a tall ``[M, K]`` by a small ``[K, N]`` with
+  ``K, N <= 64``, on which a general BLAS runs below its speed;
+- ``group_cg_kernel.cpp``: ``group_cg_weights``, ``group_cg`` and ``group_cg_backward``,
+  FreeCG's group CG (:class:`tensorpot.nn.visnet.GroupCG`) for 8 abstract edges per group,
+  whose many small contractions PyTorch runs as batched products of a few rows each.
 
-The measured speed-ups are in docs/benchmarks/scaling.md (``benchmarks/breakdown.py``). The
-extension is compiled with the C++ compiler PyTorch uses for extensions
-(``torch.utils.cpp_extension``), which takes one to two minutes. Where it cannot be built,
-tensorpot warns once and uses the PyTorch operations; ``TENSORPOT_CPU_KERNEL=0`` turns it off.
-A derivative of a backward pass itself (training on forces, Hessians) always runs the PyTorch
-operations, which are differentiable.
+:func:`load` builds the library (a plain shared library, no Python module), loads it with
+``torch.ops.load_library`` and registers, from :mod:`tensorpot.nn.operators`, the operators'
+fake implementations and autograd formulas: the backward operators' own derivatives are the
+operators again, so forces, training on forces and Hessians all run through them, and
+``make_fx``, ``torch.export`` and ``torch.compile`` trace through them. A process without
+tensorpot runs a program that calls them after ``torch.ops.load_library(path)`` of the same
+file (docs/export.md).
+
+The backend is chosen once, when a model is built (:func:`choose`, called by
+:func:`tensorpot.build_model`): the modules that can run the kernel get an attribute
+``cpu_kernel``, true where the library builds and ``TENSORPOT_CPU_KERNEL`` is not ``0``; the
+forward pass reads it and runs the operators on CPU tensors of float32 or float64
+(:func:`applies`: the tensors' device and dtype, known while tracing too), the PyTorch
+operations otherwise. Where the library cannot be built, tensorpot warns once and chooses the
+PyTorch operations. The measured speed-ups are in docs/benchmarks/scaling.md
+(``benchmarks/breakdown.py``). The library is compiled with the C++ compiler PyTorch uses for
+extensions (``torch.utils.cpp_extension``), which takes one to two minutes.
 
 It is compiled at run time, on first use, rather than when the package is installed: it is
 built with ``-march=native`` for the CPU it runs on (a wheel built on another machine could
@@ -58,11 +71,9 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import TypeVar
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor
 
 try:
     import fcntl
@@ -85,7 +96,9 @@ FLAGS = ["-O3", "-march=native"]
 #: build takes one to two minutes, so this is long only where the machine is very busy
 LOCK_TIMEOUT = 15 * 60.0
 
-_LIBRARY = ".pyd" if sys.platform == "win32" else ".so"  # as torch.utils.cpp_extension names it
+LIBRARY_SUFFIX = (
+    ".pyd" if sys.platform == "win32" else ".so"
+)  # as torch.utils.cpp_extension names it
 
 T = TypeVar("T")
 
@@ -202,24 +215,33 @@ def build_locked(directory: Path, build: Callable[[], T], timeout: float | None 
 
 def _announce(directory: Path) -> None:
     """Say that a compile will happen (a silent minute would look like a hang)."""
-    if not (directory / f"{directory.name}{_LIBRARY}").is_file():
+    if not (directory / f"{directory.name}{LIBRARY_SUFFIX}").is_file():
         print(f"tensorpot: compiling the CPU kernel in {directory} (once per machine and "
               "environment, one to two minutes)", file=sys.stderr)  # fmt: skip
 
 
-def _build(cpp_extension, name: str, timeout: float) -> ModuleType:
+def _build(cpp_extension, name: str, timeout: float) -> Path:
     """Compile with OpenMP, which ``at::parallel_for`` needs to run in parallel in an extension
     (its loop is an inline ``#pragma omp parallel``; the library is the one PyTorch loaded);
-    where the compiler has no OpenMP, build a serial kernel."""
+    where the compiler has no OpenMP, build a serial kernel. Returns the library's path; it
+    is loaded (``torch.ops.load_library``), which registers the operators."""
 
-    def build_one(name: str, serial: bool) -> ModuleType:
+    def build_one(name: str, serial: bool) -> Path:
         directory = _directory(name)
         sources = [str(f) for f in SOURCES]
         options = _options(serial)
-        return build_locked(
-            directory,
-            lambda: cpp_extension.load(name, sources, build_directory=str(directory), **options),
-            timeout,
+        return Path(
+            build_locked(
+                directory,
+                lambda: cpp_extension.load(
+                    name,
+                    sources,
+                    build_directory=str(directory),
+                    is_python_module=False,
+                    **options,
+                ),
+                timeout,
+            )
         )
 
     try:
@@ -237,13 +259,17 @@ def _build(cpp_extension, name: str, timeout: float) -> ModuleType:
 
 
 @functools.lru_cache(maxsize=1)
-def load() -> ModuleType | None:
-    """The compiled kernel, or ``None`` (with one warning) where it cannot be built, or where
-    another process's build of it took longer than :data:`LOCK_TIMEOUT`."""
+def load() -> Path | None:
+    """The path of the operator library, built where needed and loaded into this process with
+    its fake implementations and autograd formulas (:func:`tensorpot.nn.operators.register`);
+    or ``None`` (with one warning) where it cannot be built, or where another process's build
+    of it took longer than :data:`LOCK_TIMEOUT`."""
     from torch.utils import cpp_extension
 
+    from tensorpot.nn import operators
+
     try:
-        return _build(cpp_extension, _name(), LOCK_TIMEOUT)
+        path = _build(cpp_extension, _name(), LOCK_TIMEOUT)
     except LockTimeout as error:
         warnings.warn(str(error), RuntimeWarning, stacklevel=2)
         return None
@@ -255,17 +281,38 @@ def load() -> ModuleType | None:
             stacklevel=2,
         )
         return None
+    operators.register()
+    return path
 
 
-def usable(*tensors: torch.Tensor) -> ModuleType | None:
-    """The kernel if it is enabled and builds, and the tensors are on the CPU, all in float32
-    or all in float64, and real: a graph being traced or compiled (its tensors fake) runs the
-    PyTorch operations, since the kernel is an extension function that tracing cannot see
-    into."""
-    if not enabled() or tensors[0].dtype not in (torch.float32, torch.float64):
-        return None
-    if torch.compiler.is_compiling() or any(isinstance(t, FakeTensor) for t in tensors):
-        return None
-    if any(t.device.type != "cpu" or t.dtype != tensors[0].dtype for t in tensors):
-        return None
-    return load()
+def available() -> bool:
+    """Whether the kernel may be used (:func:`enabled`) and its library loads (:func:`load`)."""
+    return enabled() and load() is not None
+
+
+def applies(kernel: bool, *tensors: torch.Tensor) -> bool:
+    """Whether a module told to use the kernel (``kernel``) runs it on these tensors: on the
+    CPU, in float32 or float64 (their device and dtype are known while tracing too)."""
+    first = tensors[0]
+    return (
+        kernel
+        and first.dtype in (torch.float32, torch.float64)
+        and all(t.device.type == "cpu" and t.dtype == first.dtype for t in tensors)
+    )
+
+
+def choose(model: torch.nn.Module, kernel: bool | None = None) -> bool:
+    """Tell every module of ``model`` that can run the kernel (an attribute ``cpu_kernel``)
+    whether to: ``kernel`` if given (``True`` where the library does not load is an error),
+    else where :func:`available`. Modules without such an attribute are left as they are, and
+    a model without any loads nothing. Returns the choice."""
+    users = [m for m in model.modules() if hasattr(m, "cpu_kernel")]
+    if not users:
+        return False
+    if kernel is None:
+        kernel = available()
+    elif kernel and load() is None:
+        raise RuntimeError("tensorpot: the CPU kernel's operator library could not be built")
+    for module in users:
+        module.cpu_kernel = bool(kernel)
+    return bool(kernel)

@@ -415,7 +415,7 @@ at::Tensor group_cg_weights(at::Tensor w, std::vector<at::Tensor> cg, int64_t gr
   TORCH_CHECK(w.numel() == groups * kWeights, "group_cg: weights [G, 4 E^3]");
   TORCH_CHECK(cg.size() == kPaths, "group_cg: expected 4 coupling tensors");
   w = w.contiguous();
-  auto out = at::empty({arranged_size(groups)}, w.options());
+  auto out = at::zeros({arranged_size(groups)}, w.options());  // unused places defined
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "group_cg_weights", [&] {
     const int P = groups_per_vector<scalar_t>(groups);
     arrange(w.data_ptr<scalar_t>(), groups, P, cg, out.data_ptr<scalar_t>());

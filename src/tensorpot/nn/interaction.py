@@ -70,6 +70,8 @@ class Interaction(nn.Module):
         self.counts = counts  # paths per output rank
         self.num_paths = len(paths)
         self.radial = RadialMLP([num_radial_basis, *radial_mlp, len(paths) * num_channels])
+        #: run the convolution by the CPU kernel (:func:`tensorpot.nn.cpu_kernel.choose`)
+        self.cpu_kernel = False
         self.post_weights = nn.ParameterList(
             [nn.Parameter(torch.randn(num_channels, p, num_product_channels)) for p in counts]
         )
@@ -107,6 +109,7 @@ class Interaction(nn.Module):
             [s.to(radial.dtype) for s in self.product.reverse_signs()],
             self.groups,
             keep_messages=not self.training,  # training differentiates the backward pass
+            kernel=self.cpu_kernel,
         )
         aggregated: list[list[Tensor]] = [[] for _ in self.counts]
         specs = [spec for group in self.product.blocks for spec in group]

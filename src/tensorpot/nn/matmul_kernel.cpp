@@ -6,8 +6,6 @@
 
 #include "cpu_kernel.h"
 
-#include <torch/extension.h>
-
 #include <ATen/Parallel.h>
 
 namespace {
@@ -76,7 +74,7 @@ inline void rows(const T* x, const T* w, T* out, int64_t i0, int64_t K, int64_t 
 
 }  // namespace
 
-at::Tensor matmul(at::Tensor x, at::Tensor w) {  // [M, K] @ [K, N] -> [M, N]
+at::Tensor tall_matmul(at::Tensor x, at::Tensor w) {  // [M, K] @ [K, N] -> [M, N]
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(0), "matmul: shapes");
   x = x.contiguous();
   w = w.contiguous();

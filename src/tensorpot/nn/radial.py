@@ -79,33 +79,15 @@ class NormalizedLinear(nn.Module):
         return x @ (self.weight * self.scale)  # scale the small weight, not the large output
 
 
-class _Matmul(torch.autograd.Function):
-    """``x @ w`` by the CPU kernel, for a constant ``w``; the derivative by the kernel, or by
-    PyTorch where it must itself be differentiable (the backward pass runs with grad mode on)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, kernel) -> Tensor:
-        ctx.kernel = kernel
-        ctx.save_for_backward(w)
-        return kernel.matmul(x, w)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (w,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return grad @ w.t(), None, None
-        return ctx.kernel.matmul(grad, w.t().contiguous()), None, None
-
-
-def matmul(x: Tensor, w: Tensor) -> Tensor:
-    """``x [M, K] @ w [K, N]``. With a constant ``w`` (frozen parameters: inference) by the CPU
-    kernel (:mod:`tensorpot.nn.cpu_kernel`) where it is usable, which is faster on the radial
-    MLP's tall, narrow products than a general BLAS; otherwise, and whenever ``w`` needs a
-    gradient (training), by PyTorch."""
-    kernel = None if w.requires_grad else cpu_kernel.usable(x, w)
-    if kernel is None:
+def matmul(x: Tensor, w: Tensor, kernel: bool = False) -> Tensor:
+    """``x [M, K] @ w [K, N]``. With ``kernel`` (:func:`tensorpot.nn.cpu_kernel.choose`), on
+    the CPU in float32 or float64 and a constant ``w`` (frozen parameters: inference, export),
+    by the CPU kernel's operator ``torch.ops.tensorpot.matmul``, which is faster on the radial
+    MLP's tall, narrow products than a general BLAS, and whose derivatives are the operator
+    again; otherwise, and whenever ``w`` needs a gradient (training), by PyTorch."""
+    if w.requires_grad or not cpu_kernel.applies(kernel, x, w):
         return x @ w
-    return _Matmul.apply(x, w, kernel)
+    return torch.ops.tensorpot.matmul(x, w)
 
 
 class RadialMLP(nn.Module):
@@ -118,6 +100,8 @@ class RadialMLP(nn.Module):
 
     def __init__(self, widths: Sequence[int]):
         super().__init__()
+        #: run the products by the CPU kernel (:func:`tensorpot.nn.cpu_kernel.choose`)
+        self.cpu_kernel = False
         self.layers = nn.ModuleList(
             [NormalizedLinear(a, b) for a, b in zip(widths[:-1], widths[1:])]
         )
@@ -125,7 +109,8 @@ class RadialMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for k, layer in enumerate(self.layers):
             if k == 0:
-                x = matmul(x, layer.weight * layer.scale)
+                x = matmul(x, layer.weight * layer.scale, self.cpu_kernel)
             else:
-                x = matmul(torch.nn.functional.silu(x), layer.weight * (layer.scale * SILU_NORM))
+                w = layer.weight * (layer.scale * SILU_NORM)
+                x = matmul(torch.nn.functional.silu(x), w, self.cpu_kernel)
         return x

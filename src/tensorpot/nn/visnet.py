@@ -24,6 +24,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.nn import functional as F
 
 from tensorpot.nn import cpu_kernel
@@ -247,6 +248,8 @@ class GroupCG(nn.Module):
         self.weight = nn.Parameter(torch.empty(1, num_groups, len(SPARSE_PATHS) * e**3))
         nn.init.xavier_uniform_(self.weight)
         self._arranged: tuple | None = None  # (weights' identity, the kernel's arrangement)
+        #: run the transform by the CPU kernel (:func:`tensorpot.nn.cpu_kernel.choose`)
+        self.cpu_kernel = False
         for k, (l1, l2, l3) in enumerate(SPARSE_PATHS):
             alpha = math.sqrt((2 * l3 + 1) / (2 * e * e))
             self.register_buffer(f"cg{k}", gaunt(l1, l2, l3).float() * alpha, persistent=False)
@@ -268,31 +271,39 @@ class GroupCG(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """``a, b [N, 8, F]`` -> ``[N, 8, F]``.
 
-        Outside training, on the CPU, with 8 abstract edges per group and a shift of whole
-        groups, the CPU kernel (:mod:`tensorpot.nn.cpu_kernel`) computes it and its first
-        derivatives; training, which differentiates the forces again, runs the PyTorch
-        operations of :meth:`transform`.
+        Outside training, with 8 abstract edges per group and a shift of whole groups, where
+        the module is told to use the CPU kernel (:func:`tensorpot.nn.cpu_kernel.choose`) and
+        the tensors are on the CPU in float32 or float64, the kernel's operator
+        ``torch.ops.tensorpot.group_cg`` computes it (and its derivatives, of any order);
+        training runs the PyTorch operations of :meth:`transform`.
         """
-        kernel = None
-        if not self.training and self.edges == 8 and self.shift % 8 == 0:
-            kernel = cpu_kernel.usable(a, b, self.weight)
-        if kernel is None:
+        use = not self.training and self.edges == 8 and self.shift % 8 == 0
+        if not (use and cpu_kernel.applies(self.cpu_kernel, a, b, self.weight)):
             return self.transform(a, b, self.weight)
-        return _GroupCGKernel.apply(a, b, self.weight, self, kernel)
+        return torch.ops.tensorpot.group_cg(
+            a, b, self.weight, self.arranged(), self.coefficients(), self.groups, self.shift // 8
+        )
 
     def transform(self, a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
         """The shifted transform as PyTorch operations (differentiable to any order)."""
         out = self.contract(a, b, weight)
         return torch.roll(out, -self.shift, dims=-1) if self.shift else out
 
-    def arranged(self, kernel) -> Tensor:
-        """The weights as the kernel reads them (``group_cg_weights``), made again only when
-        the weights change."""
+    def arranged(self) -> Tensor:
+        """The weights as the kernel reads them (``torch.ops.tensorpot.group_cg_weights``),
+        made again only when the weights change; in a graph being traced or compiled, made in
+        the graph (a fake tensor is never kept)."""
         w = self.weight
+        if torch.compiler.is_compiling() or isinstance(w, FakeTensor):
+            with torch.no_grad():
+                return torch.ops.tensorpot.group_cg_weights(w, self.coefficients(), self.groups)
         key = (w.data_ptr(), w._version, w.dtype)
         if self._arranged is None or self._arranged[0] != key:
             with torch.no_grad():
-                self._arranged = (key, kernel.group_cg_weights(w, self.coefficients(), self.groups))
+                arranged = torch.ops.tensorpot.group_cg_weights(w, self.coefficients(), self.groups)
+            if isinstance(arranged, FakeTensor):  # a trace on real weights: not kept
+                return arranged
+            self._arranged = (key, arranged)
         return self._arranged[1]
 
     def contract(self, a: Tensor, b: Tensor, weight: Tensor) -> Tensor:
@@ -318,35 +329,6 @@ class GroupCG(nn.Module):
             term = torch.einsum("ijc,nijgw->ncgw", cg, pairs)
             out[l3] = term if out[l3] is None else out[l3] + term
         return torch.cat([out[1], out[2]], dim=1).reshape(n, 8, g * e)
-
-
-class _GroupCGKernel(torch.autograd.Function):
-    """:class:`GroupCG` in the CPU kernel. A derivative of its derivative (training on forces,
-    a Hessian) falls back to the PyTorch operations, recomputed from the saved inputs."""
-
-    @staticmethod
-    def forward(ctx, a, b, weight, module, kernel):
-        ctx.module, ctx.kernel = module, kernel
-        ctx.save_for_backward(a, b, weight)
-        arranged = module.arranged(kernel)
-        return kernel.group_cg_forward(a, b, arranged, module.groups, module.shift // 8)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b, weight = ctx.saved_tensors
-        need = ctx.needs_input_grad[:3]
-        if torch.is_grad_enabled():  # this derivative will be differentiated: PyTorch operations
-            inputs = [t for t, n in zip((a, b, weight), need) if n]
-            with torch.enable_grad():
-                out = ctx.module.transform(a, b, weight)
-            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-            return (*(next(grads) if n else None for n in need), None, None)
-        module = ctx.module
-        ga, gb, gw = ctx.kernel.group_cg_backward(
-            a, b, module.arranged(ctx.kernel), module.groups, module.shift // 8, grad, *need
-        )
-        return (ga if need[0] else None, gb if need[1] else None, gw if need[2] else None,
-                None, None)  # fmt: skip
 
 
 class ViSMP(nn.Module):
