@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from tensorpot.benchmarking.adapters import Mace, Size, TensorPot, ictp_config
 from tensorpot.benchmarking.harness import Workload, cases_of, load_frames, time_cases
 from tensorpot.benchmarking.harness import time_interleaved as timed
 from tensorpot.data.pairs import edge_pairs
+from tensorpot.nn import cpu_kernel
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "3bpa" / "test_300K_first200.xyz"
 
@@ -125,17 +125,13 @@ def product_steps(model, num_nodes: int, max_rank: int, repeats: int) -> None:
         )  # fmt: skip
 
 
-def with_kernel(flag: str, fn):
+def with_kernel(model, kernel: bool, fn):
+    """``fn`` with the model's modules told to run the kernel, or not (chosen per call: the
+    calls are interleaved)."""
+
     def run():
-        before = os.environ.get("TENSORPOT_CPU_KERNEL")
-        os.environ["TENSORPOT_CPU_KERNEL"] = flag
-        try:
-            return fn()
-        finally:  # the caller's setting back
-            if before is None:
-                os.environ.pop("TENSORPOT_CPU_KERNEL")
-            else:
-                os.environ["TENSORPOT_CPU_KERNEL"] = before
+        cpu_kernel.choose(model, kernel)
+        return fn()
 
     return run
 
@@ -157,15 +153,19 @@ def convolutions(model, batch, repeats: int) -> None:
     finally:
         interaction.convolution = original
 
-    def alone():
+    def alone(kernel: bool):
         for (h, yk, radial, *rest), kwargs in captured:
             inputs = [t.detach().requires_grad_() for t in (*h, *yk, radial)]
             n = len(h)
-            out = original(inputs[:n], inputs[n : 2 * n], inputs[-1], *rest, **kwargs)
+            out = original(inputs[:n], inputs[n : 2 * n], inputs[-1], *rest,
+                           **{**kwargs, "kernel": kernel})  # fmt: skip
             torch.autograd.grad(out, inputs, [torch.ones_like(o) for o in out])
 
-    for label, fn in [("convolution of both layers alone", alone), ("whole call E + F", call)]:
-        t = timed({"kernel": with_kernel("1", fn), "operations": with_kernel("0", fn)}, repeats)
+    pieces = [("convolution of both layers alone", lambda k: lambda: alone(k)),
+              ("whole call E + F", lambda k: call)]  # fmt: skip
+    for label, make in pieces:
+        t = timed({"kernel": with_kernel(model, True, make(True)),
+                   "operations": with_kernel(model, False, make(False))}, repeats)  # fmt: skip
         print(f"| {label}: CPU kernel; PyTorch operations | {ms(t['kernel'])}; "
               f"{ms(t['operations'])} |")  # fmt: skip
 

@@ -1,16 +1,19 @@
-"""The exported form of a model (``tensorpot export``) against the Python model: time of one
+"""The exported forms of a model (``tensorpot export``) against the Python model: time of one
 call giving energy, forces and virials, float64, untrained models (speed does not depend on the
 weights), parameters frozen as the ASE calculator holds them.
 
 Structures: the first 3BPA molecule (27 atoms) and a periodic cell of 64 H, C, N and O atoms
 (random positions at least 1 Å apart in an 8.6 Å cube, 0.1 atoms per Å³: about 50 neighbours
-per atom within 5 Å). Per model and structure, three calls interleaved ``--repeats`` times
+per atom within 5 Å). Per model and structure, four calls interleaved ``--repeats`` times
 (medians reported): the Python model with its CPU kernel (how ``tensorpot eval``, ``md`` and
-the calculator run it), the Python model with ``TENSORPOT_CPU_KERNEL=0`` (the PyTorch
-operations the exported form also runs), and the exported program
-(``torch.export.load(...).module()``, loaded from the file). Neighbour lists are built once,
-outside the timings. Also reports the largest relative difference of the exported outputs from
-the model's and the time the export took.
+the calculator run it), the Python model told to run the PyTorch operations
+(:func:`tensorpot.nn.cpu_kernel.choose`), the exported program that calls the kernel's
+operators (``tensorpot export``; its library loaded, as in this process) and the portable one
+(``tensorpot export --pytorch-ops``), each loaded from its file
+(``torch.export.load(...).module()``). A model without a part the kernel runs (ViSNet, QuinNet)
+exports the same program both ways. Neighbour lists are built once, outside the timings. Also
+reports the largest relative difference of each exported program's outputs from the model's
+and the time each export took.
 
     python benchmarks/export_speed.py --repeats 20 --threads 2
 """
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import tempfile
 import time
@@ -33,6 +35,7 @@ import tensorpot
 from tensorpot.benchmarking.harness import load_frames
 from tensorpot.data.atoms import atoms_to_graph, collate
 from tensorpot.models.export import engine_inputs, save_exported
+from tensorpot.nn import cpu_kernel
 
 E0S = {1: -13.587, 6: -1029.489, 7: -1484.981, 8: -2041.982}
 SHARED = {"r_max": 5.0, "atomic_numbers": [1, 6, 7, 8], "E0s": E0S, "dtype": "float64"}
@@ -74,15 +77,8 @@ def median_ms(calls: dict, repeats: int) -> dict[str, float]:
 
 def python_call(model, batch, kernel: bool):
     def call():
-        before = os.environ.get("TENSORPOT_CPU_KERNEL")
-        os.environ["TENSORPOT_CPU_KERNEL"] = "1" if kernel else "0"
-        try:
-            return model(batch, compute_forces=True, compute_stress=True)
-        finally:
-            if before is None:
-                del os.environ["TENSORPOT_CPU_KERNEL"]
-            else:
-                os.environ["TENSORPOT_CPU_KERNEL"] = before
+        cpu_kernel.choose(model, kernel)  # per call: the calls are interleaved
+        return model(batch, compute_forces=True, compute_stress=True)
 
     return call
 
@@ -102,27 +98,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", nargs="*", help="only the models whose label starts so")
+    parser.add_argument("--cell-atoms", type=int, default=64, help="atoms of the periodic cell")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     molecule = load_frames(Path(__file__).parents[1] / "data/3bpa/test_300K_first200.xyz", 1)[0]
-    structures = {"3BPA molecule (27 atoms)": molecule, "periodic cell (64 atoms)": periodic_cell()}
+    side = 8.6 * (args.cell_atoms / 64) ** (1 / 3)  # the same density
+    structures = {
+        "3BPA molecule (27 atoms)": molecule,
+        f"periodic cell ({args.cell_atoms} atoms)": periodic_cell(args.cell_atoms, side),
+    }
     print(f"torch {torch.__version__}, {args.threads} threads, float64, medians of "
           f"{args.repeats} interleaved calls (ms); energy + forces + virials\n")  # fmt: skip
     print(
-        "| model | structure | edges | Python, kernel | Python, PyTorch ops | exported | "
-        "exported / Python, kernel | max rel. difference |"
+        "| model | structure | edges | Python, kernel | Python, PyTorch ops | "
+        "exported, operators | exported, PyTorch ops | operators / Python, kernel | "
+        "PyTorch ops / Python, kernel | max rel. difference (operators; PyTorch ops) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     notes = []
     with tempfile.TemporaryDirectory() as folder:
         for label, config in MODELS.items():
+            if args.models and not any(label.startswith(m) for m in args.models):
+                continue
             model = tensorpot.build_model({**SHARED, **config}).eval()
             for p in model.parameters():
                 p.requires_grad_(False)
-            start = time.perf_counter()
-            path = save_exported(model, Path(folder) / f"{config['model']}.pt2")
-            notes.append(f"{label}: export {time.perf_counter() - start:.1f} s")
-            program = torch.export.load(path).module()
+            programs = {}
+            for form, kernel in (("operators", None), ("pytorch", False)):
+                start = time.perf_counter()
+                path = save_exported(model, Path(folder) / f"{config['model']}_{form}.pt2",
+                                     kernel=kernel)  # fmt: skip
+                notes.append(f"{label}, {form}: export {time.perf_counter() - start:.1f} s")
+                programs[form] = torch.export.load(path).module()
             for name, atoms in structures.items():
                 batch = collate([atoms_to_graph(atoms, model.r_max)])
                 inputs = engine_inputs(atoms_to_graph(atoms, model.r_max))
@@ -130,14 +138,17 @@ def main() -> None:
                     {
                         "kernel": python_call(model, batch, kernel=True),
                         "ops": python_call(model, batch, kernel=False),
-                        "exported": functools.partial(program, *inputs),
+                        **{f: functools.partial(p, *inputs) for f, p in programs.items()},
                     },
                     args.repeats,
                 )
-                diff = relative_difference(model, batch, program, inputs)
+                cpu_kernel.choose(model, True)
+                diff = [relative_difference(model, batch, p, inputs) for p in programs.values()]
                 print(f"| {label} | {name} | {inputs[3].shape[1]} | {ms['kernel']:.2f} | "
-                      f"{ms['ops']:.2f} | {ms['exported']:.2f} | "
-                      f"{ms['exported'] / ms['kernel']:.2f} | {diff:.1e} |")  # fmt: skip
+                      f"{ms['ops']:.2f} | {ms['operators']:.2f} | {ms['pytorch']:.2f} | "
+                      f"{ms['operators'] / ms['kernel']:.2f} | "
+                      f"{ms['pytorch'] / ms['kernel']:.2f} | "
+                      f"{diff[0]:.1e}; {diff[1]:.1e} |")  # fmt: skip
     print()
     print("; ".join(notes))
 
