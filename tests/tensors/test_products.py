@@ -9,6 +9,7 @@ import torch
 
 from tensorpot.tensors import (
     cartesian_harmonic,
+    coupling_paths,
     coupling_tensor,
     even_constant,
     from_compressed,
@@ -17,6 +18,7 @@ from tensorpot.tensors import (
     product_paths,
     stf_project,
     to_compressed,
+    unit_coupling,
 )
 from tests.conftest import random_rotation, rotate_tensor
 
@@ -155,3 +157,22 @@ def test_p7_symmetric_odd_self_products():
     assert all(p.l1 > p.l2 for p in sym if not p.is_even)
     assert all(p.l1 >= p.l2 for p in sym)
     assert set(itertools.chain(sym)) <= set(ALL_PATHS)
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
+def test_unit_coupling_has_unit_variance_per_output_coordinate(path):
+    """sum_ij K_ijk^2 = 1 for every k, the same tensor up to a positive scale."""
+    k = unit_coupling(*path)
+    assert torch.allclose(k.pow(2).sum(dim=(0, 1)), torch.ones(2 * path.l3 + 1, dtype=k.dtype))
+    raw = coupling_tensor(*path)
+    assert torch.allclose(k, raw * (k.norm() / raw.norm()), atol=1e-14)
+
+
+def test_coupling_paths_split_the_admissible_paths_by_parity():
+    ranks = range(MAX_RANK + 1)
+    even = coupling_paths(ranks, ranks, ranks, "even")
+    odd = coupling_paths(ranks, ranks, ranks, "odd")
+    assert even == EVEN_PATHS and odd == ODD_PATHS
+    assert coupling_paths([1, 2], [1, 2], [1, 2]) == [(1, 2, 1), (2, 1, 1), (1, 1, 2), (2, 2, 2)]
+    with pytest.raises(ValueError, match="parity"):
+        coupling_paths(ranks, ranks, ranks, "both")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import pytest
 import torch
 
-from tensorpot.tensors.spherical import degree2_matrices, gaunt, spherical_harmonics_12
+from tensorpot.tensors import compressed_harmonics, double_factorial
+from tensorpot.tensors.spherical import (
+    degree2_matrices,
+    gaunt,
+    spherical_from_compressed,
+    spherical_harmonics_12,
+)
 from tests.conftest import random_rotation
 
 PATHS = [(1, 1, 2), (1, 2, 1), (2, 1, 1), (2, 2, 2)]
@@ -71,3 +78,17 @@ def test_degree2_matrices_are_an_orthonormal_symmetric_traceless_basis():
     u = units(6)
     y2 = spherical_harmonics_12(u)[:, 3:]
     assert torch.allclose(y2, 1.5**0.5 * torch.einsum("mab,na,nb->nm", b, u, u), atol=1e-15)
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_spherical_from_compressed_is_the_orthogonal_change_of_basis(degree):
+    """Y^l(u) = sqrt(l! / (2l-1)!!) Q T^(l)_compressed(u), Q orthogonal."""
+    q = spherical_from_compressed(degree)
+    u = units(30, seed=4)
+    block = {1: slice(0, 3), 2: slice(3, 8)}[degree]
+    scale = math.sqrt(math.factorial(degree) / double_factorial(2 * degree - 1))
+    cart = compressed_harmonics(u, degree)[degree]
+    assert torch.allclose(spherical_harmonics_12(u)[:, block], scale * cart @ q.T, atol=1e-14)
+    assert torch.allclose(q @ q.T, torch.eye(2 * degree + 1, dtype=q.dtype), atol=1e-14)
+    with pytest.raises(ValueError, match="degrees 1 and 2"):
+        spherical_from_compressed(3)

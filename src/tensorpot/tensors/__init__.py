@@ -14,12 +14,14 @@ from tensorpot.tensors.harmonics import (
 )
 from tensorpot.tensors.products import (
     Path,
+    coupling_paths,
     coupling_tensor,
     even_constant,
     ict_product,
     is_admissible,
     path_multiplicities,
     product_paths,
+    unit_coupling,
 )
 from tensorpot.tensors.stf import double_factorial, stf_matrix, stf_project, symmetrize
 
@@ -27,6 +29,7 @@ __all__ = [
     "Path",
     "cartesian_harmonic",
     "compressed_harmonics",
+    "coupling_paths",
     "coupling_tensor",
     "double_factorial",
     "even_constant",
@@ -41,4 +44,5 @@ __all__ = [
     "stf_project",
     "symmetrize",
     "to_compressed",
+    "unit_coupling",
 ]

@@ -175,6 +175,42 @@ def product_paths(
     return paths
 
 
+def coupling_paths(
+    ranks_a: Sequence[int], ranks_b: Sequence[int], ranks_out: Sequence[int], parity: str = "even"
+) -> list[Path]:
+    """The admissible paths between given ranks of two inputs and an output, of one parity.
+
+    Ordered by ``l3``, then ``l1``, then ``l2``. ``parity="even"``: the products of Eq. (2),
+    which keep the inputs' parity; ``"odd"``: those of Eq. (3), which flip it (a product of two
+    true tensors is a pseudotensor, of a pseudotensor and a true tensor a true tensor).
+    """
+    if parity not in ("even", "odd"):
+        raise ValueError(f"parity must be 'even' or 'odd', got {parity!r}")
+    odd = parity == "odd"
+    return [
+        Path(l1, l2, l3)
+        for l3 in sorted(set(ranks_out))
+        for l1 in sorted(set(ranks_a))
+        for l2 in sorted(set(ranks_b))
+        if is_admissible(l1, l2, l3, odd) and ((l1 + l2 + l3) % 2 == 1) == odd
+    ]
+
+
+@cache
+def unit_coupling(l1: int, l2: int, l3: int) -> Tensor:
+    r"""The path's compressed coupling tensor rescaled to squared Frobenius norm :math:`2l_3+1`.
+
+    .. math::  \hat K = \sqrt{2l_3+1}\, K / \|K\|_F
+
+    With independent unit-variance compressed inputs every output coordinate then has unit
+    variance, :math:`\sum_{ij} \hat K_{ijk}^2 = 1` on average over ``k`` (every ``k`` alike,
+    by equivariance), the "component" normalisation of e3nn's Wigner 3j products. Odd paths
+    already have it (:func:`coupling_tensor`). Float64, cached; do not modify.
+    """
+    k = coupling_tensor(l1, l2, l3)
+    return k * math.sqrt((2 * l3 + 1) / float(k.pow(2).sum()))
+
+
 def path_multiplicities(
     paths: Sequence[Path], in_multiplicities: Sequence[int], max_l3: int
 ) -> list[int]:

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tensorpot.tensors.harmonics import stf_basis
+
 _SQRT3 = math.sqrt(3.0)
 
 
@@ -102,3 +104,22 @@ def degree2_matrices() -> Tensor:
     components: ``Y^2(u) = sqrt(3/2) <B_m, u u^T>``, so ``sum_m c_m B_m`` turns degree-2
     coordinates ``c`` into a Cartesian rank-2 tensor that rotates as ``R S R^T``."""
     return _degree2_matrices().clone()
+
+
+def spherical_from_compressed(degree: int) -> Tensor:
+    r"""The orthogonal ``[2l+1, 2l+1]`` matrix ``Q`` taking compressed Cartesian coordinates
+    (:func:`tensorpot.tensors.harmonics.stf_basis`) of a rank-``l`` symmetric traceless tensor
+    to the degree-``l`` spherical coordinates of this module, ``l`` in {1, 2}.
+
+    Degree 1: the identity (both are x, y, z). Degree 2: the spherical coordinates ``c`` stand
+    for the tensor :math:`S = \sum_m c_m B_m` (:func:`degree2_matrices`) whose compressed
+    coordinates are :math:`U^T \mathrm{vec}(S)`, so :math:`Q = (U^T B)^T`. Both bases are
+    orthonormal bases of the same space, hence ``Q`` is orthogonal, and the harmonics agree up
+    to a scale: :math:`Y^l(u) = \sqrt{l!/(2l-1)!!}\; Q\, T^{(l)}_{\mathrm{comp}}(u)`.
+    """
+    if degree == 1:
+        return torch.eye(3, dtype=torch.float64)
+    if degree != 2:
+        raise ValueError(f"degrees 1 and 2 only, got {degree}")
+    b = _degree2_matrices().reshape(5, 9).T  # [9, 5]
+    return (stf_basis(2).T @ b).T
