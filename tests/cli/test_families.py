@@ -15,13 +15,16 @@ from tensorpot.cli.main import main
 from tests.evaluation.tiny import THREE_BPA
 
 SMALL = {"num_interactions": 2, "num_heads": 2, "num_radial_basis": 8}
-#: a small model of each family (and of QuinNet with FreeCG's layer), by test name
+#: a small model of each family (and of QuinNet and ICTP with FreeCG's layer), by test name
 FAMILIES = {
     "visnet": {"model": "visnet", "num_channels": 8, **SMALL},
     "freecg": {"model": "freecg", "num_channels": 16, "num_groups": 2, **SMALL},
     "quinnet": {"model": "quinnet", "num_channels": 8, **SMALL},
     "quinnet_freecg": {"model": "quinnet", "freecg": True, "num_channels": 16, "num_groups": 2,
                        **SMALL},
+    "ictp_freecg": {"model": "ictp", "num_channels": 8, "max_L": 1, "max_ell": 2,
+                    "num_interactions": 2, "num_radial_basis": 8, "freecg": True,
+                    "num_edges_eachgroup": 4, "freecg_odd_paths": True},
 }  # fmt: skip
 
 

@@ -4,6 +4,12 @@ MACE-like message passing whose features are symmetric traceless Cartesian tenso
 irreducible Cartesian tensor products (ICTP spec section 3). Per layer: interaction (the
 one-particle basis ``A``), product basis (``B``, correlation order nu), update
 (``h = Linear(B) + self-connection``) and a readout of the scalar channels.
+
+``freecg: true`` (off by default: the paper's ICTP) adds FreeCG's layer between the
+interaction and the product basis: the channels of ``A`` are abstract edges, coupled in groups
+with the atom's own features by irreducible Cartesian products and shuffled across groups
+(:class:`~tensorpot.nn.abstract_edges.AbstractEdgeCoupling`); even paths by default,
+pseudotensor paths with ``freecg_odd_paths``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from torch import Tensor, nn
 from tensorpot.models.base import FeatureDims, Features, Geometry, Potential
 from tensorpot.models.config import OUTPUT_RANKS, PotentialConfig
 from tensorpot.models.registry import ModelFamily
+from tensorpot.nn.abstract_edges import AbstractEdgeCoupling, default_shift, group_layout
 from tensorpot.nn.convolution import PairGraph
 from tensorpot.nn.embedding import SpeciesEmbedding
 from tensorpot.nn.interaction import Interaction
@@ -59,9 +66,28 @@ class ICTPConfig(PotentialConfig):
     radial_MLP: list[int] = Field(default_factory=lambda: [64, 64, 64])
     readout_hidden: int = Field(16, ge=1, description="hidden width of the last readout MLP")
     avg_num_neighbors: float = Field(1.0, gt=0)
+    freecg: bool = Field(
+        False, description="FreeCG's coupling of abstract edges (the channels of A) before B"
+    )
+    num_groups: int | None = Field(
+        None, ge=1, description="G, groups of abstract edges (freecg); default C_prod / E"
+    )
+    num_edges_eachgroup: int | None = Field(
+        None, ge=1, description="E, abstract edges per group (freecg); default 8, at most C_prod"
+    )
+    shuffle_shift: int | None = Field(
+        None, ge=0, description="channel shift of the coupling (freecg); default G + G/2 in groups"
+    )
+    freecg_max_rank: int | None = Field(
+        None, ge=0, le=8, description="l_max of the coupled abstract edges (freecg); default L"
+    )
+    freecg_odd_paths: bool | None = Field(
+        None, description="pseudotensor paths too, carried back to true tensors (freecg)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ICTPConfig:
+        self._check_freecg()
         if self.max_ell is not None and self.max_ell < self.max_L:
             raise ValueError(f"max_ell ({self.max_ell}) must be >= max_L ({self.max_L})")
         if self.output_rank > self.max_L:
@@ -71,6 +97,48 @@ class ICTPConfig(PotentialConfig):
                 f"{self.output_rank}, got {self.max_L}"
             )
         return self
+
+    def _check_freecg(self) -> None:
+        keys = ("num_groups", "num_edges_eachgroup", "shuffle_shift", "freecg_max_rank",
+                "freecg_odd_paths")  # fmt: skip
+        if not self.freecg:
+            given = [k for k in keys if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{given} only act with freecg: true")
+            return
+        c, g, e = self.product_channels, self.groups, self.edges_per_group
+        if g * e != c:
+            raise ValueError(
+                f"num_groups x num_edges_eachgroup ({g} x {e}) must be the product channels ({c})"
+            )
+        if self.shuffle_shift is not None and self.shuffle_shift >= c:
+            raise ValueError(f"shuffle_shift must be below the product channels ({c})")
+        if self.freecg_max_rank is not None and self.freecg_max_rank > self.edge_rank:
+            raise ValueError(
+                f"freecg_max_rank ({self.freecg_max_rank}) must be <= max_ell ({self.edge_rank})"
+            )
+
+    @property
+    def edges_per_group(self) -> int:
+        """E: ``num_edges_eachgroup``; by default ``C_prod / G``, or 8 (at most ``C_prod``)."""
+        return group_layout(self.product_channels, self.num_groups, self.num_edges_eachgroup)[1]
+
+    @property
+    def groups(self) -> int:
+        """G: ``num_groups``, ``C_prod / E`` by default."""
+        return group_layout(self.product_channels, self.num_groups, self.num_edges_eachgroup)[0]
+
+    @property
+    def coupling(self) -> dict:
+        """The arguments of :class:`~tensorpot.nn.abstract_edges.AbstractEdgeCoupling` but the
+        ranks of ``h``."""
+        g, e = self.groups, self.edges_per_group
+        shift = default_shift(g, e) if self.shuffle_shift is None else self.shuffle_shift
+        rank = self.edge_rank if self.freecg_max_rank is None else self.freecg_max_rank
+        return {
+            "num_channels": self.num_channels, "num_groups": g, "edges_per_group": e,
+            "max_rank": rank, "odd": bool(self.freecg_odd_paths), "shift": shift,
+        }  # fmt: skip
 
     @property
     def edge_rank(self) -> int:
@@ -86,8 +154,8 @@ class ICTPConfig(PotentialConfig):
 
 
 class ICTPLayer(nn.Module):
-    """One message-passing layer: interaction, product basis, update and (for a model with an
-    energy) the readout of the site energy."""
+    """One message-passing layer: interaction, (with ``freecg``) the coupling of abstract edges,
+    product basis, update and (for a model with an energy) the readout of the site energy."""
 
     def __init__(
         self, cfg: ICTPConfig, node_rank: int, out_rank: int, last: bool, readout: bool = True
@@ -102,6 +170,9 @@ class ICTPLayer(nn.Module):
             c_prod, s, cfg.edge_rank, out_rank, cfg.correlation,
             symmetric=cfg.product_basis != "full", coupled=cfg.path_weights == "coupled",
         )  # fmt: skip
+        self.abstract_edges = None
+        if cfg.freecg:
+            self.abstract_edges = AbstractEdgeCoupling(node_max_rank=node_rank, **cfg.coupling)
         self.update = RankLinear(c_prod, c, out_rank)
         self.readout = None
         if readout:
@@ -112,6 +183,8 @@ class ICTPLayer(nn.Module):
     ) -> tuple[list[Tensor], Tensor | None]:
         """Features ``h[l] [N, C, 2l+1]`` in and out, and the layer's site energy ``[N]``."""
         a, sc = self.interaction(h, species, harmonics, radial, pairs)
+        if self.abstract_edges is not None:
+            a = self.abstract_edges(a, h)
         b = self.product(a, species)
         h = [u + s for u, s in zip(self.update(b), sc)]
         return h, None if self.readout is None else self.readout(h[0][:, :, 0])

@@ -41,6 +41,14 @@ from tensorpot.nn.linear import RankLinear
 from tensorpot.tensors import coupling_paths, unit_coupling
 
 
+def group_layout(channels: int, groups: int | None, edges: int | None) -> tuple[int, int]:
+    """``(G, E)`` for ``channels`` given either, both or none: by default ``E = 8`` (at most
+    ``channels``) and ``G = channels / E``. The caller checks ``G E = channels``."""
+    if edges is None:
+        edges = channels // groups if groups is not None else min(8, channels)
+    return (groups if groups is not None else channels // edges), edges
+
+
 def default_shift(groups: int, edges: int) -> int:
     """FreeCG's shuffle ``G + G/2`` channels, rounded down to whole groups (at least one when
     there are several groups, none with one group)."""
@@ -98,11 +106,7 @@ class CartesianGroupCoupling(nn.Module):
         n, g, e = a[self.paths[0].l1].shape[0], self.groups, self.edges
         out: list[Tensor | None] = [None] * (self.max_out + 1)
         for k, (p, scale) in enumerate(zip(self.paths, self.scales)):
-            x = a[p.l1].reshape(n, g, e, 2 * p.l1 + 1)
-            y = b[p.l2].reshape(n, g, e, 2 * p.l2 + 1)
-            coupling = getattr(self, f"coupling_{k}")  # [2l1+1, 2l2+1, 2l3+1]
-            term = torch.einsum("ngui,ngvj,ijm,guvw->ngwm", x, y, coupling, self.weight[:, k])
-            term = scale * term.reshape(n, g * e, 2 * p.l3 + 1)
+            term = scale * self._path(k, a[p.l1], b[p.l2], 2 * p.l1 + 1, 2 * p.l2 + 1)
             out[p.l3] = term if out[p.l3] is None else out[p.l3] + term
         ref = a[self.paths[0].l1]
         result = [
@@ -112,6 +116,23 @@ class CartesianGroupCoupling(nn.Module):
         if self.shift:
             result = [torch.roll(t, -self.shift, dims=1) for t in result]
         return result
+
+    def _path(self, k: int, a: Tensor, b: Tensor, d1: int, d2: int) -> Tensor:
+        """Path ``k`` unscaled, ``[N, C, d1]`` x ``[N, C, d2]`` -> ``[N, C, d3]``: the
+        coupling with ``a``, then ``b``, then the weights, as matrix products of contiguous
+        operands (an einsum's internal views, traced for one number of atoms, may not fit
+        another in an exported program)."""
+        n, g, e = a.shape[0], self.groups, self.edges
+        coupling = getattr(self, f"coupling_{k}")  # [d1, d2, d3]
+        d3 = coupling.shape[2]
+        x = a.contiguous().view(n * g * e, d1) @ coupling.view(d1, d2 * d3)  # [N G u, d2 d3]
+        x = x.view(n * g, e, d2, d3).transpose(1, 2).contiguous().view(n * g, d2, e * d3)
+        y = b.contiguous().view(n * g, e, d2)
+        pairs = torch.bmm(y, x).view(n, g, e, e, d3)  # [N, G, v, u, d3]
+        pairs = pairs.permute(1, 0, 4, 3, 2).contiguous().view(g, n * d3, e * e)  # (u, v)
+        w = self.weight[:, k].contiguous().view(g, e * e, e)  # [G, (u, v), w]
+        out = torch.bmm(pairs, w).view(g, n, d3, e)
+        return out.permute(1, 0, 3, 2).contiguous().view(n, g * e, d3)
 
 
 class AbstractEdgeCoupling(nn.Module):
