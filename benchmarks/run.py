@@ -19,6 +19,10 @@ watchdog, at the suite's memory workload.
 - ``quinnet``: tensorpot QuinNet, QuinNet + FreeCG and FreeCG (released sizes) against the
   official QuinNet (released config), aspirin, batch 1 and 10, float32 and float64; memory at
   aspirin, batch 10, float64.
+- ``ictp-freecg``: tensorpot ICTP of the same-budget presets (32 channels, max_L 2, max_ell 3,
+  correlation 3) with and without FreeCG's Cartesian coupling of abstract edges (l_max 2, 3,
+  and 3 with the pseudotensor paths), and the spherical FreeCG (released size), aspirin and
+  3BPA, batch 1 and 10, float32 and float64; memory at aspirin, batch 10, float32.
 
     python benchmarks/run.py --suite freecg
     python benchmarks/run.py --suite peers --repeats 15
@@ -45,6 +49,11 @@ DATA = {
 }
 FREECG, VISNET = "tensorpot FreeCG", "tensorpot ViSNet"
 QUINNET, QUINNET_FREECG = "tensorpot QuinNet", "tensorpot QuinNet + FreeCG"
+#: the ICTP of the same-budget presets (configs/ictp-rmd17-aspirin-50-20min.yaml)
+ICTP_PRESET = {"model": "ictp", "r_max": 5.0, "num_channels": 32, "max_L": 2, "max_ell": 3,
+               "correlation": 3, "product_basis": "sym", "num_interactions": 2}  # fmt: skip
+ICTP, ICTP_CG2, ICTP_CG3 = "tensorpot ICTP", "ICTP + FreeCG l_max 2", "ICTP + FreeCG l_max 3"
+ICTP_CG3_ODD = "ICTP + FreeCG l_max 3 odd"
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,17 @@ SUITES = {
         ("aspirin",), (1, 10), ("float32", "float64"),
         ((QUINNET, "official QuinNet"), (QUINNET_FREECG, QUINNET), (QUINNET_FREECG, FREECG)),
         memory=("aspirin", 10, "float64"),
+    ),
+    "ictp-freecg": Suite(
+        lambda args: [TensorPot(ICTP_PRESET, ICTP),
+                      TensorPot({**ICTP_PRESET, "freecg": True, "freecg_max_rank": 2}, ICTP_CG2),
+                      TensorPot({**ICTP_PRESET, "freecg": True}, ICTP_CG3),
+                      TensorPot({**ICTP_PRESET, "freecg": True, "freecg_odd_paths": True},
+                                ICTP_CG3_ODD),
+                      TensorPot({"model": "freecg"}, FREECG)],
+        ("aspirin", "3bpa"), (1, 10), ("float32", "float64"),
+        ((ICTP_CG2, ICTP), (ICTP_CG3, ICTP), (ICTP_CG3_ODD, ICTP), (ICTP_CG3, FREECG)),
+        memory=("aspirin", 10, "float32"),
     ),
 }  # fmt: skip
 

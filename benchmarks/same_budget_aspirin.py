@@ -1,5 +1,6 @@
-"""ViSNet, FreeCG, QuinNet, QuinNet + FreeCG, ICTP and MACE on rMD17 aspirin 50/50 with the
-same wall-clock budget.
+"""ViSNet, FreeCG, QuinNet, QuinNet + FreeCG, ICTP, ICTP + FreeCG (Cartesian coupling of the
+abstract edges up to rank 2 and 3) and MACE on rMD17 aspirin 50/50 with the same wall-clock
+budget.
 
 The protocol of the FreeCG and QuinNet issues: each model trains for B minutes (default 20) of
 wall-clock time with 2 threads, one after the other (never two at once, so that none slows
@@ -8,7 +9,7 @@ another), then its best-validation EMA model is tested on the 1,000 frames of
 to validate (``benchmarks/rmd17_subsets.py`` writes them under ``runs/rmd17/``; this script
 calls it when they are missing).
 
-* ViSNet, FreeCG, QuinNet, QuinNet + FreeCG, ICTP: ``python -m tensorpot train
+* ViSNet, FreeCG, QuinNet, QuinNet + FreeCG, ICTP, ICTP + FreeCG: ``python -m tensorpot train
   configs/<model>-rmd17-aspirin-50-20min.yaml output_dir=<work>/<model> time_budget_minutes=B``,
   each in its own process. tensorpot stops at the end of the first epoch that ends after B
   minutes and tests the best model on the test set itself; the errors are read from the run's
@@ -26,11 +27,11 @@ that have a result. The Markdown table (``--doc``) is rewritten after every mode
 results present; models without one are listed as not run yet. A model that starts on a busy
 machine (load above 0.5, or another training run) gets a warning, and its load averages are in
 the table. Ctrl-C or SIGTERM stops the running training as well. In the background, across
-sessions (6 x 20 min at the default budget, plus some minutes of testing each):
+sessions (8 x 20 min at the default budget, plus some minutes of testing each):
 
     setsid nohup python benchmarks/same_budget_aspirin.py > runs/aspirin_same_budget.out 2>&1 &
 
-    python benchmarks/same_budget_aspirin.py                          # all six, 20 min each
+    python benchmarks/same_budget_aspirin.py                          # all eight, 20 min each
     python benchmarks/same_budget_aspirin.py --only mace              # one model
     python benchmarks/same_budget_aspirin.py --minutes 0.3 --work /tmp/sb --doc /tmp/sb.md
     python benchmarks/same_budget_aspirin.py --doc-only               # the table, no training
@@ -63,10 +64,15 @@ from tensorpot.config import load_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 #: tensorpot's models (a preset ``configs/<model>-rmd17-aspirin-50-20min.yaml`` each), then MACE
-MODELS = ("visnet", "freecg", "quinnet", "quinnet-freecg", "ictp", "mace")
+MODELS = (
+    "visnet", "freecg", "quinnet", "quinnet-freecg", "ictp", "ictp-freecg-l2", "ictp-freecg-l3",
+    "mace",
+)  # fmt: skip
 LABELS = {
     "visnet": "ViSNet", "freecg": "FreeCG", "quinnet": "QuinNet",
-    "quinnet-freecg": "QuinNet + FreeCG", "ictp": "ICTP", "mace": "MACE",
+    "quinnet-freecg": "QuinNet + FreeCG", "ictp": "ICTP",
+    "ictp-freecg-l2": "ICTP + FreeCG (Cartesian, l_max 2)",
+    "ictp-freecg-l3": "ICTP + FreeCG (Cartesian, l_max 3)", "mace": "MACE",
 }  # fmt: skip
 PRESETS = {m: REPO / "configs" / f"{m}-rmd17-aspirin-50-20min.yaml" for m in MODELS[:-1]}
 THREADS = 2
@@ -268,16 +274,23 @@ def stamped_lines(path: Path) -> list[tuple[float, str]]:
     return found
 
 
-def run_tensorpot(model: str, folder: Path, minutes: float, test: Path) -> dict[str, Any]:
-    """Train and test one tensorpot model in its own process; its numbers as a dict."""
+def run_tensorpot(
+    model: str, folder: Path, minutes: float, test: Path, preset: Path | None = None,
+    more_tests: tuple[Path, ...] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """Train and test one tensorpot model in its own process; its numbers as a dict.
+
+    ``preset``: ``PRESETS[model]`` by default; ``more_tests``: test files after ``test`` whose
+    errors go under ``"tests"`` (``{file stem: errors}``, ``test`` included)."""
+    preset = PRESETS[model] if preset is None else preset
     overrides = [f"output_dir={folder}", f"time_budget_minutes={minutes:g}"]
     shown_overrides = [f"output_dir={shown(folder)}", *overrides[1:]]  # run from the repo root
-    args = [sys.executable, "-m", "tensorpot", "train", str(PRESETS[model]), *overrides]
+    args = [sys.executable, "-m", "tensorpot", "train", str(preset), *overrides]
     folder.mkdir(parents=True)
     out = folder / "train.out"
     load_before = check_quiet(model)
     launch = time.time()
-    log(f"{model}: tensorpot train {shown(PRESETS[model])}, {minutes:g} min, log {out}")
+    log(f"{model}: tensorpot train {shown(preset)}, {minutes:g} min, log {out}")
     with open(out, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(
             args, stdout=handle, stderr=subprocess.STDOUT, env=thread_env(THREADS), cwd=REPO
@@ -287,7 +300,7 @@ def run_tensorpot(model: str, folder: Path, minutes: float, test: Path) -> dict[
     end = time.time()
     if code != 0:
         raise SystemExit(f"{model}: tensorpot train failed (exit code {code}): see {out}")
-    name = yaml.safe_load(PRESETS[model].read_text(encoding="utf-8"))["name"]
+    name = yaml.safe_load(preset.read_text(encoding="utf-8"))["name"]
     tables = read_error_table(folder / "errors.md")
     with open(folder / "log.csv", encoding="utf-8") as handle:
         epochs = [r for r in csv.DictReader(handle)]
@@ -299,6 +312,7 @@ def run_tensorpot(model: str, folder: Path, minutes: float, test: Path) -> dict[
     n_test = int(re.search(rf"(\d+) test \({re.escape(test.stem)}\)", text).group(1))
     return {
         "test": {**tables[test.stem], "n_structures": n_test},
+        "tests": {t.stem: tables[t.stem] for t in (test, *more_tests)},
         "valid": tables["valid"],
         "epochs": len(epochs),
         "best_epoch": int(best["epoch"]),
@@ -311,8 +325,8 @@ def run_tensorpot(model: str, folder: Path, minutes: float, test: Path) -> dict[
         "load_after": os.getloadavg(),
         "model_file": shown(folder / f"{name}.model"),
         "settings": {
-            "preset": shown(PRESETS[model]),
-            "command": shlex.join(["tensorpot", "train", shown(PRESETS[model]), *shown_overrides]),
+            "preset": shown(preset),
+            "command": shlex.join(["tensorpot", "train", shown(preset), *shown_overrides]),
         },
     }
 
@@ -446,7 +460,7 @@ def doc_text(results: dict[str, dict], test: Path, minutes: float) -> str:
     commands = list(dict.fromkeys(r["command"] for r in results.values()))
     budgets = sorted({r["minutes"] for r in results.values()}) or [minutes]
     if not commands:
-        said = "no result yet; the command that runs all six:"
+        said = "no result yet; the command that runs all of them:"
         commands = [shlex.join(["python", shown(Path(__file__)), f"--minutes={minutes:g}"])]
     else:
         said = "the command that produced them:" if len(commands) == 1 else "the commands:"
@@ -547,12 +561,26 @@ def valid_rows(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def write_doc(work: Path, doc: Path, test: Path, minutes: float) -> None:
+def read_results(work: Path, models: tuple[str, ...]) -> dict[str, dict]:
+    """``{model: result}`` of the models with a ``<work>/<model>/result.json``."""
     results = {}
-    for model in MODELS:
+    for model in models:
         path = work / model / "result.json"
         if path.exists():
             results[model] = json.loads(path.read_text(encoding="utf-8"))
+    return results
+
+
+def save_result(folder: Path, result: dict) -> Path:
+    """Write ``<folder>/result.json`` whole or not at all."""
+    path = folder / "result.json"
+    path.with_suffix(".tmp").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def write_doc(work: Path, doc: Path, test: Path, minutes: float) -> None:
+    results = read_results(work, MODELS)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(doc_text(results, test, minutes), encoding="utf-8")
     log(f"wrote {doc} ({', '.join(results) or 'no results yet'})")
@@ -585,13 +613,21 @@ def clear(model: str, folder: Path, minutes: float, overwrite: bool) -> bool:
     return True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(
+    description: str, models: tuple[str, ...], work: Path, doc: Path
+) -> argparse.ArgumentParser:
+    """The options of a same-budget script: budget, models, work folder, doc, overwrite."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--minutes", type=float, default=20.0, help="budget B per model")
-    parser.add_argument("--only", choices=MODELS, action="append", help="this model (repeatable)")
-    parser.add_argument("--work", type=Path, default=WORK, help=f"default {shown(WORK)}")
-    parser.add_argument("--doc", type=Path, default=DOC, help=f"default {shown(DOC)}")
+    parser.add_argument("--only", choices=models, action="append", help="this model (repeatable)")
+    parser.add_argument("--work", type=Path, default=work, help=f"default {shown(work)}")
+    parser.add_argument("--doc", type=Path, default=doc, help=f"default {shown(doc)}")
     parser.add_argument("--overwrite", action="store_true", help="rerun models with a result")
+    return parser
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0], MODELS, WORK, DOC)
     parser.add_argument("--doc-only", action="store_true", help="rewrite the doc, train nothing")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the running child too
@@ -620,9 +656,7 @@ def main() -> None:
                 command=command,
                 machine=machine_line(),
             )
-            path = folder / "result.json"
-            path.with_suffix(".tmp").write_text(json.dumps(result, indent=2), encoding="utf-8")
-            path.with_suffix(".tmp").replace(path)  # a result is never half written
+            path = save_result(folder, result)
             t = result["test"]
             log(
                 f"{model}: {result['epochs']} epochs, test E-MAE {t['energy_mae']:.2f} meV, "
