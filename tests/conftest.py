@@ -6,6 +6,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+from tensorpot.tensors import from_compressed, to_compressed
+
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25)
 settings.load_profile("ci")
 
@@ -33,3 +35,11 @@ def rotate_tensor(t: torch.Tensor, rot: torch.Tensor, rank: int) -> torch.Tensor
         axis = t.dim() - rank + k
         t = torch.tensordot(t, rot, dims=([axis], [1])).movedim(-1, axis)
     return t
+
+
+def rank_matrix(rotation: torch.Tensor, rank: int) -> torch.Tensor:
+    """``D_l(R) [2l+1, 2l+1]`` on compressed coordinates: ``U^T R^{(x)l} U`` (a true tensor's;
+    an improper ``R`` gives the factor ``(-1)^l``)."""
+    eye = torch.eye(2 * rank + 1, dtype=torch.float64)
+    moved = rotate_tensor(from_compressed(eye, rank), rotation, rank)
+    return to_compressed(moved, rank).T  # column k: the image of basis vector k

@@ -9,9 +9,8 @@ import torch
 
 import tensorpot
 from tensorpot.errors import ConfigError
-from tests.conftest import random_rotation
+from tests.conftest import random_rotation, rank_matrix
 from tests.models.contract import ModelContract, crystal, molecule
-from tests.nn.test_abstract_edges import rank_matrix
 
 BASES = ["full", "sym", "sym+lt"]
 TINY = {

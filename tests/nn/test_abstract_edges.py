@@ -10,19 +10,11 @@ import torch
 
 from tensorpot.nn.abstract_edges import AbstractEdgeCoupling, CartesianGroupCoupling, default_shift
 from tensorpot.nn.visnet import SPARSE_PATHS, GroupCG
-from tensorpot.tensors import from_compressed, to_compressed, unit_coupling
+from tensorpot.tensors import unit_coupling
 from tensorpot.tensors.spherical import gaunt, spherical_from_compressed
-from tests.conftest import random_rotation, rotate_tensor
+from tests.conftest import random_rotation, rank_matrix
 
 TOL = 1e-11
-
-
-def rank_matrix(rotation: torch.Tensor, rank: int) -> torch.Tensor:
-    """``D_l(R) [2l+1, 2l+1]`` on compressed coordinates: ``U^T R^{(x)l} U`` (a true tensor's;
-    an improper ``R`` gives the factor ``(-1)^l``)."""
-    eye = torch.eye(2 * rank + 1, dtype=torch.float64)
-    moved = rotate_tensor(from_compressed(eye, rank), rotation, rank)
-    return to_compressed(moved, rank).T  # column k: the image of basis vector k
 
 
 def features(n: int, channels: int, max_rank: int, seed: int) -> list[torch.Tensor]:
