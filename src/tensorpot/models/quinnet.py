@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from torch import nn
 
 from tensorpot.models.registry import ModelFamily
 from tensorpot.models.visnet import ViSNet, ViSNetConfig
@@ -46,10 +45,10 @@ class QuinNet(ViSNet):
     Cartesian vectors and its degree-2 part as symmetric traceless matrices.
     """
 
+    layer_type = QuinMP
+
     def __init__(self, config: QuinNetConfig):
         super().__init__(config)
-        # ViSNet's layers, each turned into QuinNet's with the same settings
-        self.layers = nn.ModuleList(QuinMP.extending(layer) for layer in self.layers)
 
 
 FAMILY = ModelFamily(name="quinnet", config=QuinNetConfig, model=QuinNet)

@@ -174,6 +174,9 @@ class ViSNet(Potential):
     ``F`` Cartesian vectors and its degree-2 part as ``F`` symmetric traceless matrices.
     """
 
+    #: The message-passing layer (a subclass of :class:`ViSMP` with its constructor).
+    layer_type: type[ViSMP] = ViSMP
+
     def __init__(self, config: ViSNetConfig):
         super().__init__(**config.potential_arguments())
         self.config = config
@@ -183,7 +186,7 @@ class ViSNet(Potential):
         self.neighbor_embedding = NeighborEmbedding(s, f, k)
         self.edge_embedding = EdgeEmbedding(k, f)
         self.layers = nn.ModuleList(
-            ViSMP(
+            self.layer_type(
                 f,
                 config.num_heads,
                 config.r_max,

@@ -133,16 +133,6 @@ class QuinMP(ViSMP):
         self.edge_terms = ManyBodyEdgeTerms(num_channels)
         self.term_weights = nn.Parameter(torch.ones(6))
 
-    @classmethod
-    def extending(cls, layer: ViSMP) -> QuinMP:
-        """A QuinNet layer with the settings of the ViSNet layer ``layer``, sharing its vector
-        norm and group CG modules; the other weights are new."""
-        return cls(
-            layer.channels, layer.heads, layer.r_max, last=layer.last,
-            vecnorm=layer.vec_layernorm, enhancer=layer.enhancer is not None,
-            group_cg=layer.group_cg, smooth=layer.smooth,
-        )  # fmt: skip
-
     def geometry(
         self, v: Tensor, v1: Tensor, v2: Tensor, f: Tensor, centre: Tensor, neighbour: Tensor,
         cutoff: Tensor,
