@@ -27,7 +27,7 @@ from tensorpot.models.registry import DEFAULT_FAMILY
 
 __all__ = ["RunConfig", "load_run_config", "parse_run_config"]
 
-PATH_KEYS = ("train_file", "valid_file", "test_files", "output_dir")
+PATH_KEYS = ("train_file", "valid_file", "test_files", "output_dir", "init_model")
 
 
 class RunConfig(BaseModel):
@@ -155,6 +155,13 @@ class RunConfig(BaseModel):
     time_budget_minutes: float | None = Field(None, gt=0.0)
     progress_bar: bool = True
     log_to_stdout: bool = True
+    init_model: str | None = Field(
+        None,
+        description="a tensorpot model file to start from: its architecture, statistics (E0s, "
+        "scale, shift, average neighbour count) and weights; the optimiser, EMA and learning "
+        "rate start afresh (fine-tuning, or continuing a run whose checkpoints are lost). Keys "
+        "given under model must agree with the file's. Ignored when a run resumes",
+    )
     model: dict[str, Any] = Field(default_factory=lambda: {"model": DEFAULT_FAMILY})
 
     @field_validator("train_file", "valid_file")

@@ -52,6 +52,7 @@ from tensorpot.training.checkpoint import (
     set_rng_state,
 )
 from tensorpot.training.distributed import SINGLE, World, join
+from tensorpot.training.init_model import initial_model
 from tensorpot.training.loss import (
     TERMS,
     EnergyLossSmoothing,
@@ -246,12 +247,18 @@ def _set_up(
     if checkpoint is not None:
         logger.info("resuming %s after epoch %d", latest, int(checkpoint["epoch"]))
     device = world.device(resolve_device(config.device))
-    data = prepare_data(config, checkpoint["model_config"] if checkpoint else None)
+    initial = initial_model(config) if checkpoint is None and config.init_model else None
     if checkpoint:
         cfg = checkpoint["model_config"]
-    else:
+    elif initial:
+        cfg = initial[0]
+        logger.info("starting from the model %s", config.init_model)
+    data = prepare_data(config, cfg if checkpoint or initial else None)
+    if not (checkpoint or initial):
         cfg = world.broadcast(model_dict(config, data) if world.is_main else None)
     model = build_model(cfg).to(device)
+    if initial:
+        model.load_state_dict(initial[1])
     data.check_elements(model.atomic_numbers)
     check_labels(config, model.config.output_names, data.train)
     state = make_state(model, config)
