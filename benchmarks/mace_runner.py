@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ase.io
 import numpy as np
@@ -73,6 +74,34 @@ class MaceSettings:
 
     def e0s_text(self) -> str:
         return "{" + ", ".join(f"{z}: {e!r}" for z, e in sorted(self.e0s.items())) + "}"
+
+    @classmethod
+    def from_preset(
+        cls, preset: Any, train_file: Path, valid_file: Path, channels: int, seed: int
+    ) -> MaceSettings:
+        """MACE's settings matching a tensorpot run config (its size, E0s and optimisation)."""
+        return cls(
+            train_file=train_file,
+            valid_file=valid_file,
+            e0s={int(k): float(v) for k, v in preset.E0s.items()},
+            channels=channels,
+            max_L=preset.model["max_L"],
+            max_ell=preset.model["max_ell"],
+            correlation=preset.model["correlation"],
+            r_max=preset.model["r_max"],
+            batch_size=preset.batch_size,
+            valid_batch_size=preset.valid_batch_size,
+            lr=preset.lr,
+            energy_weight=preset.energy_weight,
+            forces_weight=preset.forces_weight,
+            ema_decay=preset.ema_decay,
+            weight_decay=preset.weight_decay,
+            scheduler_patience=preset.scheduler_patience,
+            lr_factor=preset.lr_factor,
+            clip_grad=preset.clip_grad,
+            seed=seed,
+            max_num_epochs=preset.max_num_epochs,
+        )
 
 
 class MaceRun:

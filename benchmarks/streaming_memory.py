@@ -257,6 +257,7 @@ def main() -> None:
     if args.root.resolve().is_relative_to(repo):
         raise SystemExit("--root must lie outside the repository")
     args.root.mkdir(parents=True, exist_ok=True)
+    from tensorpot.data.store import read_meta
     from tensorpot.training.preprocess import preprocess
 
     rows = []
@@ -266,8 +267,8 @@ def main() -> None:
         generated = time.perf_counter() - tic
         store = args.root / f"cells_{size}.lmdb"
         tic = time.perf_counter()
-        if not store.exists():
-            preprocess(run_config(data, args.root / "unused", args), store)
+        if not store.exists() or not read_meta(store).get("complete"):
+            preprocess(run_config(data, args.root / "unused", args), store)  # new or resumed
         converted = time.perf_counter() - tic
         print(f"N={size}: data {generated:.0f} s, preprocess {converted:.0f} s, store "
               f"{store.stat().st_size / 2**20:.0f} MiB", flush=True)  # fmt: skip

@@ -244,27 +244,8 @@ def run_3bpa(args: argparse.Namespace, command: str) -> str:
     eval_sets = {"valid": valid_file, **tests}
     e0s = {int(k): float(v) for k, v in preset.E0s.items()}
     mace = mace_runner.MaceRun(
-        mace_runner.MaceSettings(
-            train_file=train_file,
-            valid_file=valid_file,
-            e0s=e0s,
-            channels=args.channels,
-            max_L=preset.model["max_L"],
-            max_ell=preset.model["max_ell"],
-            correlation=preset.model["correlation"],
-            r_max=preset.model["r_max"],
-            batch_size=preset.batch_size,
-            valid_batch_size=preset.valid_batch_size,
-            lr=preset.lr,
-            energy_weight=preset.energy_weight,
-            forces_weight=preset.forces_weight,
-            ema_decay=preset.ema_decay,
-            weight_decay=preset.weight_decay,
-            scheduler_patience=preset.scheduler_patience,
-            lr_factor=preset.lr_factor,
-            clip_grad=preset.clip_grad,
-            seed=args.seed,
-            max_num_epochs=preset.max_num_epochs,
+        mace_runner.MaceSettings.from_preset(
+            preset, train_file, valid_file, args.channels, args.seed
         ),
         folder / "mace",
     )
