@@ -9,7 +9,7 @@ best-validation EMA model on ``test_300K`` and ``test_600K`` itself. Results lan
 ``<work>/<model>/result.json`` (a model with one is skipped unless ``--overwrite``), and the
 Markdown table (``--doc``) is rewritten after every model.
 
-    setsid nohup python benchmarks/same_budget_3bpa.py > runs/3bpa_same_budget.out 2>&1 &
+    setsid nohup python benchmarks/same_budget_3bpa.py > runs/3bpa_freecg_same_budget.out 2>&1 &
 
     python benchmarks/same_budget_3bpa.py                                 # both, 20 min each
     python benchmarks/same_budget_3bpa.py --minutes 0.3 --work /tmp/sb3 --doc /tmp/sb3.md
@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = ("ictp", "ictp-freecg")
 LABELS = {"ictp": "ICTP", "ictp-freecg": "ICTP + FreeCG (Cartesian, l_max 3)"}
 PRESETS = {m: REPO / "configs" / f"{m}-3bpa-450-20min.yaml" for m in MODELS}
-WORK = REPO / "runs" / "3bpa_same_budget"
-DOC = REPO / "docs" / "benchmarks" / "3bpa_same_budget.md"
+WORK = REPO / "runs" / "3bpa_freecg_same_budget"
+DOC = REPO / "docs" / "benchmarks" / "3bpa_freecg_same_budget.md"
 
 
 def test_files() -> list[Path]:
