@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,8 +28,10 @@ def fake_train(monkeypatch) -> list:
         calls.append(("load", path, list(overrides)))
         return {"loaded": path}
 
-    def train(config, resume=False):
+    def train(config, resume=False, handle_signals=False):
+        assert handle_signals  # the command stops cleanly on SIGINT and SIGTERM
         calls.append(("train", config, resume))
+        return SimpleNamespace(stopped=None)
 
     monkeypatch.setattr(config_module, "load_run_config", load)
     monkeypatch.setattr(tensorpot.training, "train", train, raising=False)
@@ -110,6 +117,38 @@ def test_tiny_training_run_then_eval_and_plot(tmp_path, capsys, five_frames):
     png = tmp_path / "curves.png"
     assert main(["plot", "--log", str(log), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sigterm_stops_training_after_the_epoch_and_resume_continues(tmp_path):
+    """A batch system's SIGTERM: the epoch in progress ends with a checkpoint, exit 130, and
+    ``--resume`` goes on from that epoch."""
+    real_train()
+    model = {k: v for k, v in TINY.items() if k not in ("model", "E0s", "atomic_numbers")}
+    run = tmp_path / "run"
+    lines = [
+        f"train_file: {THREE_BPA / 'train_300K.xyz'}", "max_train_frames: 4",
+        "max_valid_frames: 2", "batch_size: 2", "max_num_epochs: 100000",
+        "progress_bar: false", "name: tiny", f"output_dir: {run}", "checkpoint_interval: 100000",
+        "model:", *(f"  {k}: {v}" for k, v in model.items()),
+    ]  # fmt: skip
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "tensorpot", "train", str(yaml_file)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log, deadline = run / "log.csv", time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # two epochs done
+            break
+        time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    epochs = len(log.read_text().splitlines()) - 1
+    assert f"interrupted (SIGTERM) after epoch {epochs}; train --resume continues it" in err
+    assert "stopped by SIGTERM after epoch" in out and not (run / "errors.md").exists()
+    assert (run / "checkpoints" / f"tiny_epoch-{epochs}.pt").is_file()
+    assert main(["train", str(yaml_file), f"max_num_epochs={epochs + 1}", "--resume"]) == 0
+    assert len(log.read_text().splitlines()) - 1 == epochs + 1 and (run / "errors.md").exists()
 
 
 def test_train_and_resume_agree_on_a_model_without_checkpoint(tmp_path, capsys):

@@ -247,7 +247,11 @@ def _train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, args.overrides)
     from tensorpot.training import train
 
-    train(config, resume=args.resume)
+    result = train(config, resume=args.resume, handle_signals=True)
+    if result.stopped is not None:
+        print(f"tensorpot: interrupted ({result.stopped}) after epoch {result.epochs_run}; "
+              "train --resume continues it", file=sys.stderr)  # fmt: skip
+        return 130
     return 0
 
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from tensorpot.dynamics.trajectory import (
 from tensorpot.errors import ConfigError, DataError
 from tensorpot.evaluation.evaluate import OutputExistsError
 from tensorpot.models.base import Potential
+from tensorpot.signals import StopRequest, stop_on_signals
 
 __all__ = ["MDFiles", "MDSample", "run_md"]
 
@@ -154,7 +153,7 @@ def run_md(
             files = MDFiles.beside(Path(scratch) / files.trajectory.name)
         clock = time.perf_counter()
         try:
-            with _signals(handle_signals) as stop:
+            with stop_on_signals(handle_signals, _Stop()) as stop:
                 steps = _loop(integrator, atoms, settings, files, start, appending,
                               progress and not rank, stop, monitors, observer)  # fmt: skip
         finally:
@@ -266,34 +265,11 @@ class _Series:
 
 
 @dataclass
-class _Stop:
-    """Why the run stopped (the signal's name), and whether a file is being written."""
+class _Stop(StopRequest):
+    """Why the run stopped (the signal's name), whether a file is being written, and the
+    observables sampled so far."""
 
-    signal: str | None = None
-    writing: bool = False
     series: _Series = field(default_factory=_Series)
-
-
-@contextmanager
-def _signals(enabled: bool) -> Iterator[_Stop]:
-    """SIGINT and SIGTERM set ``stop.signal``; a second one raises KeyboardInterrupt (unless
-    a file is being written: then the run stops after the write)."""
-    stop = _Stop()
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.signal is not None and not stop.writing:
-            raise KeyboardInterrupt
-        stop.signal = stop.signal or signal.Signals(signum).name
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 class _Log:

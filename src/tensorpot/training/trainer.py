@@ -42,6 +42,7 @@ from tensorpot.devices import resolve_device
 from tensorpot.errors import DataError, TensorPotError
 from tensorpot.evaluation.metrics import ErrorAccumulator, format_error_table, num_atoms_per_graph
 from tensorpot.models import Potential, Predictions, build_model, load_model, save_model
+from tensorpot.signals import StopRequest, stop_on_signals
 from tensorpot.training.checkpoint import (
     checkpoint_path,
     get_rng_state,
@@ -105,10 +106,15 @@ class TrainResult:
     history_path: Path
     error_tables: dict[str, dict[str, float]]
     errors_path: Path
+    stopped: str | None = None
 
 
 def train(
-    config: RunConfig | dict, resume: bool = False, *, clock: Callable[[], float] = time.monotonic
+    config: RunConfig | dict,
+    resume: bool = False,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    handle_signals: bool = False,
 ) -> TrainResult:
     """Train a model as ``config`` says; continue from the newest checkpoint when ``resume``.
 
@@ -117,6 +123,10 @@ def train(
         resume: continue the run in ``output_dir`` from its newest checkpoint.
         clock: seconds since an arbitrary origin; it times the epochs, ``time_budget_minutes``
             and ``checkpoint_minutes`` (a test passes a fake clock to make them deterministic).
+        handle_signals: stop cleanly on SIGINT or SIGTERM (:mod:`tensorpot.signals`; the
+            command line sets it): the epoch in progress ends, a checkpoint is written, the
+            final error table is skipped, and the result's ``stopped`` names the signal, so
+            ``resume`` continues the run as if it had not stopped.
 
     Raises:
         ConfigError: for a bad config.
@@ -131,7 +141,7 @@ def train(
         torch.set_num_threads(config.threads)
     try:
         with join(resolve_device(config.device)) as world:
-            return _run(config, resume, clock, world)
+            return _run(config, resume, clock, world, handle_signals)
     finally:
         torch.set_num_threads(threads)
 
@@ -195,7 +205,9 @@ def _log_model(model: Potential, device: torch.device) -> None:
     )  # fmt: skip
 
 
-def _run(config: RunConfig, resume: bool, clock: Callable[[], float], world: World) -> TrainResult:
+def _run(
+    config: RunConfig, resume: bool, clock: Callable[[], float], world: World, signals: bool
+) -> TrainResult:
     start = clock()
     out = config.run_dir
     model_path = out / f"{config.name}.model"
@@ -217,23 +229,23 @@ def _run(config: RunConfig, resume: bool, clock: Callable[[], float], world: Wor
         history = History(out / "log.csv", keep_epochs=state.epoch) if world.is_main else None
         writer = tensorboard_writer(out / "tensorboard") if world.is_main else None
         try:
-            _loop(state, data, config, _Outputs(history, writer, world), _Clock(clock, start),
-                  latest is not None)  # fmt: skip
+            with stop_on_signals(signals, StopRequest()) as stop:
+                stopped = _loop(state, data, config, _Outputs(history, writer, world),
+                                _Clock(clock, start), latest is not None, stop)  # fmt: skip
         finally:
             if writer is not None:
                 writer.close()
         tables: dict[str, dict[str, float]] = {}
         errors_path = out / "errors.md"
-        if world.is_main:
+        if world.is_main and stopped is None:
             tables = _final_errors(model_path, data, config, state.model.device)
             text = format_error_table(tables, config.units)
             errors_path.write_text(text + "\n", encoding="utf-8")
             logger.info("errors of the best model (%s):\n%s", model_path.name, text)
         tables = world.broadcast(tables)
         world.barrier()
-    return TrainResult(
-        model_path, state.best_valid_loss, state.epoch, out / "log.csv", tables, errors_path
-    )
+    return TrainResult(model_path, state.best_valid_loss, state.epoch, out / "log.csv", tables,
+                       errors_path, stopped)  # fmt: skip
 
 
 def _set_up(
@@ -318,11 +330,14 @@ def _loop(
     outputs: _Outputs,
     clock: _Clock,
     checkpointed: bool,
-) -> None:
-    """Train epochs ``state.epoch + 1 .. max_num_epochs`` (or until the time budget is spent).
+    stop: StopRequest,
+) -> str | None:
+    """Train epochs ``state.epoch + 1 .. max_num_epochs`` (or until the time budget is spent,
+    or a signal came: its name is returned).
 
     ``checkpointed``: whether a checkpoint of this run exists already (a resumed run). The
-    time budget is rank 0's clock, sent to every rank, so all stop after the same epoch.
+    time budget and the signal are rank 0's, sent to every rank, so all stop after the same
+    epoch.
     """
     world = outputs.world
     names = _term_names(data.train)
@@ -345,8 +360,8 @@ def _loop(
             state.epoch = epoch
             budget = config.time_budget_minutes
             over = budget is not None and clock.minutes_since(clock.start) >= budget
-            over = world.broadcast(over)
-            last = over or epoch == config.max_num_epochs
+            over, signalled = world.broadcast((over, stop.signal))
+            last = over or signalled is not None or epoch == config.max_num_epochs
             row = {"epoch": epoch, "lr": state.lr, "train_loss": train_loss}
             improved = False
             if epoch % config.eval_interval == 0 or last:
@@ -370,13 +385,22 @@ def _loop(
                 or (improved and not checkpointed)  # else a kill leaves a model, no checkpoint
             ):
                 if world.is_main:
+                    stop.writing = True  # a second signal waits for the checkpoint
                     _save_checkpoint(state, config)
+                    stop.writing = False
                 clock.last_checkpoint, checkpointed = clock.now(), True
                 notes.append("checkpoint")
             logger.info("%s", _epoch_line(row, config.max_num_epochs, notes))
+            if signalled is not None:
+                logger.warning(
+                    "stopped by %s after epoch %d, checkpoint written: --resume continues the run",
+                    signalled, epoch,
+                )  # fmt: skip
+                return signalled
             if over:
                 logger.info("time budget of %g min spent after epoch %d", budget, epoch)
                 break
+    return None
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
