@@ -1,0 +1,499 @@
+"""The papers' accuracy protocols, trained toward convergence across working sessions.
+
+Each protocol trains two jobs side by side, each pinned to one core (``taskset``) with one
+thread, so that both get the same machine for the same wall-clock time:
+
+* ``rmd17-50``: ICTP on rMD17 aspirin and on ethanol, 50 training frames of split 01
+  (``configs/ictp-rmd17-50.yaml``), at most its 2,000 epochs;
+* ``3bpa``: ICTP (``configs/ictp-3bpa-450.yaml``: C 32, L 2, nu 3, ICTP_sym, float64) and MACE
+  (``mace_run_train`` through ``mace_runner.py``, the same size and optimisation settings) on
+  the same 450 + 50 frames of ``train_300K`` (one seeded split written once as extended XYZ);
+* ``rmd17-950``: ICTP on aspirin and on ethanol, 950 + 50 frames of split 01
+  (``configs/ictp-rmd17-950.yaml``).
+
+A protocol gets ``--budget-hours`` (default 8) of wall-clock time in all, counted across
+sessions in ``<root>/<protocol>/progress.json`` (updated every minute, so a session that is
+cut off loses at most a minute of its count). ``run --hours H`` spends H hours on the first
+unfinished protocols in the order above. tensorpot's jobs continue with ``--resume`` from their
+newest checkpoint and stop through ``time_budget_minutes`` at the end of the first epoch after
+the deadline; MACE continues with ``--restart_latest`` from the one checkpoint it keeps (its best
+validation epoch, so epochs after it are trained again) and is stopped by SIGTERM by the same
+rule. The runs live under ``--root`` (default ``../runs/protocols``, outside the repository);
+a tensorpot job whose run folder is gone starts again from its model under ``pretrained/``
+(``init_model``: its weights, a fresh optimiser).
+
+``report`` tests every job's best-validation model on the test files (tensorpot's jobs through
+``tensorpot.evaluation.evaluate``, MACE through ``mace_eval_configs``; one metric code for
+both), copies each tensorpot model with its log, learning curves (PNG), error table and training
+command to ``pretrained/<job>/``, and writes the table beside the published numbers to
+``docs/benchmarks/protocols.md``.
+
+    setsid nohup python benchmarks/protocols.py run --hours 2 > ../runs/protocols.out 2>&1 &
+    python benchmarks/protocols.py run --hours 0.05 --protocol rmd17-50 --root /tmp/proto
+    python benchmarks/protocols.py status
+    python benchmarks/protocols.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import mace_runner
+from tensorpot.config import load_run_config
+from tensorpot.data.readers import read_configurations
+from tensorpot.data.split import split_train_valid
+from tensorpot.evaluation.evaluate import evaluate
+from tensorpot.evaluation.plots import plot_learning_curves
+from tensorpot.models import load_model
+from train_3bpa_vs_mace import error_metrics, machine_line, reference, write_frames, xyz_frames
+
+REPO = Path(__file__).resolve().parents[1]
+RMD17 = REPO.parent / "shared" / "data" / "rmd17" / "npz"
+ROOT = REPO.parent / "runs" / "protocols"
+PRETRAINED = REPO / "pretrained"
+DOC = REPO / "docs" / "benchmarks" / "protocols.md"
+
+#: Published numbers (MACE paper; averages over several seeds): metric -> value, per job.
+PUBLISHED = {
+    "rmd17-aspirin-50": ("MACE, N = 50", {"energy_mae": 17.0, "forces_mae": 43.9}),
+    "rmd17-ethanol-50": ("MACE, N = 50", {"energy_mae": 6.7, "forces_mae": 32.6}),
+    "rmd17-aspirin-950": ("MACE, N = 1000", {"energy_mae": 2.2, "forces_mae": 6.6}),
+    "rmd17-ethanol-950": ("MACE, N = 1000", {"energy_mae": 0.4, "forces_mae": 2.1}),
+    "3bpa-ictp": ("MACE, 300 K", {"test_300K/forces_rmse": 8.8}),
+}
+
+
+@dataclass
+class Job:
+    """One training run of a protocol: tensorpot on a preset, or MACE on the same files."""
+
+    name: str
+    preset: Path
+    overrides: list[str] = field(default_factory=list)
+    mace: bool = False
+
+    def folder(self, root: Path, protocol: str) -> Path:
+        return root / protocol / self.name
+
+
+def _rmd17(molecule: str, preset: str) -> Job:
+    train = RMD17 / f"rmd17_{molecule}_train_01.npz"
+    test = RMD17 / f"rmd17_{molecule}_test_01.npz"
+    size = preset.rsplit("-", 1)[1].split(".")[0]
+    return Job(
+        f"rmd17-{molecule}-{size}",
+        REPO / "configs" / preset,
+        [f"train_file={train}", f"test_files=[{test}]"],
+    )
+
+
+PROTOCOLS: dict[str, list[Job]] = {
+    "rmd17-50": [_rmd17("aspirin", "ictp-rmd17-50.yaml"), _rmd17("ethanol", "ictp-rmd17-50.yaml")],
+    "3bpa": [
+        Job("3bpa-ictp", REPO / "configs" / "ictp-3bpa-450.yaml"),
+        Job("3bpa-mace", REPO / "configs" / "ictp-3bpa-450.yaml", mace=True),
+    ],
+    "rmd17-950": [
+        _rmd17("aspirin", "ictp-rmd17-950.yaml"), _rmd17("ethanol", "ictp-rmd17-950.yaml"),
+    ],
+}  # fmt: skip
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {text}", flush=True)
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+
+
+def read_progress(root: Path, protocol: str) -> dict[str, Any]:
+    path = root / protocol / "progress.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return {"hours": 0.0, "sessions": []}
+
+
+def write_progress(root: Path, protocol: str, progress: dict[str, Any]) -> None:
+    path = root / protocol / "progress.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(progress, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def log_rows(folder: Path) -> list[dict[str, str]]:
+    """The rows of a tensorpot run's ``log.csv`` (empty before its first epoch)."""
+    path = folder / "log.csv"
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def fixed_overrides(job: Job, root: Path, protocol: str) -> list[str]:
+    folder = job.folder(root, protocol)
+    extra = [f"output_dir={folder}", f"name={job.name}", "threads=1", "progress_bar=false",
+             "checkpoint_minutes=5"]  # fmt: skip
+    if protocol == "3bpa":
+        split = root / protocol
+        extra += [f"train_file={split / 'train.xyz'}", f"valid_file={split / 'valid.xyz'}"]
+    return [*extra, "test_files=[]"]
+
+
+def job_done(job: Job, root: Path, protocol: str) -> bool:
+    """Whether a tensorpot job has trained its preset's ``max_num_epochs``."""
+    if job.mace:
+        return False
+    rows = log_rows(job.folder(root, protocol))
+    limit = load_run_config(job.preset).max_num_epochs
+    return bool(rows) and int(rows[-1]["epoch"]) >= limit
+
+
+def finished(root: Path, protocol: str, budget_hours: float) -> bool:
+    if read_progress(root, protocol)["hours"] >= budget_hours:
+        return True
+    return all(job_done(job, root, protocol) for job in PROTOCOLS[protocol])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def write_3bpa_split(root: Path) -> None:
+    """One seeded 450/50 split of ``train_300K`` as exact copies of its frames, written once."""
+    folder = root / "3bpa"
+    if (folder / "valid.xyz").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    preset = load_run_config(REPO / "configs" / "ictp-3bpa-450.yaml")
+    frames = xyz_frames(Path(preset.train_file))
+    train_idx, valid_idx = split_train_valid(
+        list(range(len(frames))), preset.valid_fraction, preset.seed
+    )
+    write_frames([frames[k] for k in train_idx], folder / "train.xyz")
+    write_frames([frames[k] for k in valid_idx], folder / "valid.xyz")
+    log(f"3BPA split: {len(train_idx)} train, {len(valid_idx)} valid (seed {preset.seed})")
+
+
+class PinnedMace(mace_runner.MaceRun):
+    """A MACE run pinned to one core that continues from its kept checkpoint."""
+
+    def __init__(self, settings: mace_runner.MaceSettings, folder: Path, cpu: int):
+        super().__init__(settings, folder)
+        self.cpu = cpu
+
+    def start(self, launch: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.launch = launch
+        args = self.args(self.settings.max_num_epochs)
+        if self.best_checkpoint() is not None:
+            args.append("--restart_latest")
+        with open(self.stdout_path, "a", encoding="utf-8") as out:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", str(self.cpu), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.folder,
+            )
+
+
+def mace_run(job: Job, root: Path, protocol: str, cpu: int) -> PinnedMace:
+    preset = load_run_config(job.preset)
+    split = root / protocol
+    settings = mace_runner.MaceSettings.from_preset(
+        preset, split / "train.xyz", split / "valid.xyz", preset.model["num_channels"], preset.seed
+    )
+    return PinnedMace(settings, job.folder(root, protocol), cpu)
+
+
+def tensorpot_command(job: Job, root: Path, protocol: str, cpu: int, minutes: float) -> list[str]:
+    """The training command of a tensorpot job: resumed from its newest checkpoint, or, when its
+    run folder is gone, started from the model last copied to ``pretrained/``."""
+    folder = job.folder(root, protocol)
+    resume = (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir())
+    committed = PRETRAINED / job.name / f"{job.name}.model"
+    start = []
+    if resume:
+        start = ["--resume"]
+    elif committed.exists() and not (folder / "log.csv").exists():
+        start = [f"init_model={committed}"]
+        log(f"{job.name}: no run in {folder}: starting from {committed}")
+    return [
+        "taskset", "-c", str(cpu), sys.executable, "-m", "tensorpot", "train", str(job.preset),
+        *job.overrides, *fixed_overrides(job, root, protocol), f"time_budget_minutes={minutes:.3f}",
+        *start,
+    ]  # fmt: skip
+
+
+def run_protocol(root: Path, protocol: str, hours: float, budget_hours: float) -> float:
+    """Train ``protocol``'s jobs side by side for up to ``hours``; returns the hours spent."""
+    progress = read_progress(root, protocol)
+    hours = min(hours, budget_hours - progress["hours"])
+    if hours <= 0:
+        return 0.0
+    if protocol == "3bpa":
+        write_3bpa_split(root)
+    jobs = [job for job in PROTOCOLS[protocol] if not job_done(job, root, protocol)]
+    launch = time.time()
+    deadline = launch + 3600.0 * hours
+    procs: list[subprocess.Popen] = []
+    maces: list[PinnedMace] = []
+    threads = []
+    for cpu, job in enumerate(jobs):
+        job.folder(root, protocol).mkdir(parents=True, exist_ok=True)
+        if job.mace:
+            mace = mace_run(job, root, protocol, cpu)
+            mace.start(launch)
+            maces.append(mace)
+            thread = threading.Thread(target=mace.stop_after_deadline, args=(deadline, 5.0))
+            thread.start()
+            threads.append(thread)
+            log(f"{protocol}/{job.name}: MACE started on core {cpu} (pid {mace.proc.pid})")
+        else:
+            command = tensorpot_command(job, root, protocol, cpu, 60.0 * hours)
+            out = open(job.folder(root, protocol) / "train.out", "a", encoding="utf-8")
+            procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT))
+            log(f"{protocol}/{job.name}: {shlex.join(command)}")
+    session = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(launch))}
+    progress["sessions"].append(session)
+    before = progress["hours"]
+    try:
+        while any(p.poll() is None for p in procs) or any(t.is_alive() for t in threads):
+            session["hours"] = (time.time() - launch) / 3600.0
+            progress["hours"] = before + session["hours"]
+            write_progress(root, protocol, progress)
+            time.sleep(60.0 if time.time() < deadline else 5.0)
+    except BaseException:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for mace in maces:
+            mace.kill()
+        raise
+    finally:
+        session["hours"] = (time.time() - launch) / 3600.0
+        progress["hours"] = before + session["hours"]
+        write_progress(root, protocol, progress)
+    codes = [p.returncode for p in procs] + [m.return_code for m in maces]
+    log(f"{protocol}: session of {session['hours']:.2f} h ended (exit codes {codes}), "
+        f"{progress['hours']:.2f} h in all")  # fmt: skip
+    return session["hours"]
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def test_files(job: Job, root: Path, protocol: str) -> dict[str, Path]:
+    preset = load_run_config(job.preset, job.overrides)
+    return {Path(p).stem: Path(p) for p in preset.test_files}
+
+
+def report_tensorpot(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
+    folder = job.folder(root, protocol)
+    model_path = folder / f"{job.name}.model"
+    rows = log_rows(folder)
+    if not model_path.exists() or not rows:
+        return None
+    model = load_model(model_path)
+    errors = {}
+    for name, path in test_files(job, root, protocol).items():
+        _, preds = evaluate(model, read_configurations(path), batch_size=10)
+        ref_e, ref_f = reference(path, None)
+        errors[name] = error_metrics(ref_e, np.array([p.energy for p in preds]), ref_f,
+                                     [np.asarray(p.forces) for p in preds])  # fmt: skip
+        log(f"{job.name}: tested on {name}")
+    valid = [r for r in rows if r.get("valid_loss")]
+    best = min(valid, key=lambda r: float(r["valid_loss"]))
+    result = {
+        "epochs": int(rows[-1]["epoch"]),
+        "best_epoch": int(best["epoch"]),
+        "lr": float(rows[-1]["lr"]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "errors": errors,
+    }
+    target = PRETRAINED / job.name
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, target / f"{job.name}.model")
+    plot_learning_curves(folder / "log.csv", target / "learning_curves.png", overwrite=True)
+    shutil.copyfile(folder / "log.csv", target / "log.csv")
+    return result
+
+
+def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
+    run = mace_run(job, root, protocol, 0)
+    if run.best_checkpoint() is None:
+        return None
+    epoch, _ = run.export_best()
+    errors = {}
+    for name, path in test_files(job, root, protocol).items():
+        pred = mace_runner.predict(run.model_path, path, run.folder / f"pred_{name}.xyz")
+        ref_e, ref_f = reference(path, None)
+        errors[name] = error_metrics(ref_e, pred[0], ref_f, pred[1])
+        log(f"{job.name}: tested on {name}")
+    epochs = [e for e, _ in run.epochs_logged()]
+    return {"epochs": max(epochs) + 1 if epochs else 0, "best_epoch": epoch + 1, "errors": errors}
+
+
+def report(root: Path, budget_hours: float) -> None:
+    results: dict[str, dict[str, Any]] = {}
+    for protocol, jobs in PROTOCOLS.items():
+        hours = read_progress(root, protocol)["hours"]
+        for job in jobs:
+            found = (report_mace if job.mace else report_tensorpot)(job, root, protocol)
+            if found is not None:
+                results[job.name] = {**found, "protocol": protocol, "hours": hours}
+    (root / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    for name, result in results.items():
+        if (PRETRAINED / name).is_dir():
+            write_readme(name, result)
+    DOC.write_text(document(results, budget_hours), encoding="utf-8")
+    log(f"wrote {DOC} and {PRETRAINED}")
+
+
+def metric_columns(protocol: str) -> list[tuple[str, str]]:
+    if protocol == "3bpa":
+        return [(f"{t}/{m}", f"{t} {label}") for t in ("test_300K", "test_600K")
+                for m, label in (("energy_rmse", "E-RMSE"), ("forces_rmse", "F-RMSE"))]  # fmt: skip
+    return [("energy_mae", "E-MAE"), ("forces_mae", "F-MAE")]
+
+
+def metric(result: dict[str, Any], key: str) -> float:
+    if "/" in key:
+        test, name = key.split("/")
+        return result["errors"][test][name]
+    (errors,) = result["errors"].values()
+    return errors[key]
+
+
+def table(results: dict[str, dict[str, Any]], protocol: str) -> list[str]:
+    columns = metric_columns(protocol)
+    lines = [
+        "| model | " + " | ".join(label for _, label in columns)
+        + " | epochs (best) | hours | final lr |",
+        "|---" * (len(columns) + 4) + "|",
+    ]  # fmt: skip
+    for job in PROTOCOLS[protocol]:
+        result = results.get(job.name)
+        if result is None:
+            lines.append(f"| {job.name} | " + " | ".join("-" for _ in columns) + " | not run | | |")
+            continue
+        cells = [f"{metric(result, key):.1f}" for key, _ in columns]
+        lr = f"{result['lr']:.2g}" if "lr" in result else "-"
+        lines.append(
+            f"| {job.name} | " + " | ".join(cells)
+            + f" | {result['epochs']} ({result['best_epoch']}) | {result['hours']:.1f} | {lr} |"
+        )  # fmt: skip
+        if job.name in PUBLISHED:
+            label, values = PUBLISHED[job.name]
+            cells = [f"{values[k]:.1f}" if k in values else "-" for k, _ in columns]
+            lines.append(f"| published: {label} | " + " | ".join(cells) + " | 2000 | | |")
+    return lines
+
+
+def document(results: dict[str, dict[str, Any]], budget_hours: float) -> str:
+    lines = [
+        "# The papers' protocols, trained toward convergence",
+        "",
+        "Written by `python benchmarks/protocols.py report` from the runs of "
+        "`python benchmarks/protocols.py run` (see its docstring for the protocols). Each "
+        f"protocol gets at most {budget_hours:g} hours of wall-clock time on "
+        f"this machine ({machine_line()}), its two jobs side by side, one core and one thread "
+        "each. One seed each; the published numbers are averages over several seeds and come "
+        "from 2,000-epoch trainings. rMD17: MAE (meV, meV/Å) on the 1,000 test frames of split "
+        "01; 3BPA: RMSE (meV, meV/Å) on `test_300K` and `test_600K`. The models, their logs, "
+        "learning curves and training commands are under `pretrained/<job>/`.",
+        "",
+    ]
+    for protocol in PROTOCOLS:
+        lines += [f"## {protocol}", "", *table(results, protocol), ""]
+    return "\n".join(lines)
+
+
+def write_readme(name: str, result: dict[str, Any]) -> None:
+    protocol = result["protocol"]
+    (job,) = [j for j in PROTOCOLS[protocol] if j.name == name]
+    command = shlex.join(["tensorpot", "train", str(job.preset.relative_to(REPO)), *[
+        o.replace(str(REPO.parent), "..") for o in job.overrides]])  # fmt: skip
+    rows = [f"| {test} | " + " | ".join(f"{errors[k]:.2f}" for k in (
+        "energy_mae", "energy_rmse", "forces_mae", "forces_rmse")) + " |"
+        for test, errors in result["errors"].items()]  # fmt: skip
+    text = "\n".join([
+        f"# {name}",
+        "",
+        f"ICTP trained on the `{protocol}` protocol of `benchmarks/protocols.py`: "
+        f"{result['epochs']} epochs (best validation at epoch {result['best_epoch']}), "
+        f"{result['hours']:.1f} hours of wall-clock time on one core, {result['parameters']} "
+        "parameters. Not converged where the learning curves still fall.",
+        "",
+        f"Trained with `{command}` (the preset is the run's config; `threads=1`, continued "
+        "with `--resume` across sessions). The model file holds its architecture and "
+        "statistics. Use it with "
+        f"`tensorpot eval --model pretrained/{name}/{name}.model --data DATA` or "
+        f"`tensorpot md --model pretrained/{name}/{name}.model ...`.",
+        "",
+        "| test set | E-MAE (meV) | E-RMSE (meV) | F-MAE (meV/Å) | F-RMSE (meV/Å) |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "![learning curves](learning_curves.png)",
+        "",
+    ])  # fmt: skip
+    (PRETRAINED / name / "README.md").write_text(text, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    global PRETRAINED, DOC
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("run", "status", "report"))
+    parser.add_argument("--hours", type=float, default=1.0, help="hours of this session (run)")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), action="append")
+    parser.add_argument("--budget-hours", type=float, default=8.0, help="per protocol, in all")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--pretrained", type=Path, default=PRETRAINED, help="report: models")
+    parser.add_argument("--doc", type=Path, default=DOC, help="report: the table")
+    args = parser.parse_args()
+    PRETRAINED, DOC = args.pretrained.resolve(), args.doc.resolve()
+    root = args.root.resolve()
+    if root.is_relative_to(REPO):
+        raise SystemExit("--root must lie outside the repository")
+    chosen = args.protocol or list(PROTOCOLS)
+    if args.action == "status":
+        for protocol in chosen:
+            progress = read_progress(root, protocol)
+            epochs = {job.name: (log_rows(job.folder(root, protocol))[-1:] or [{}])[0].get("epoch")
+                      for job in PROTOCOLS[protocol] if not job.mace}  # fmt: skip
+            state = "finished" if finished(root, protocol, args.budget_hours) else "open"
+            print(f"{protocol}: {progress['hours']:.2f} h, {state}, epochs {epochs}")
+        return
+    if args.action == "report":
+        report(root, args.budget_hours)
+        return
+    left = args.hours
+    log(f"{machine_line()}; root {root}")
+    for protocol in chosen:
+        if left <= 1.0 / 60.0:
+            break
+        if finished(root, protocol, args.budget_hours):
+            continue
+        left -= run_protocol(root, protocol, left, args.budget_hours)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the jobs too (see run_protocol)
+    main()
