@@ -296,7 +296,7 @@ def run_protocol(root: Path, protocol: str, hours: float, budget_hours: float) -
 # ----------------------------------------------------------------------------- report
 
 
-def test_files(job: Job, root: Path, protocol: str) -> dict[str, Path]:
+def test_files(job: Job) -> dict[str, Path]:
     preset = load_run_config(job.preset, job.overrides)
     return {Path(p).stem: Path(p) for p in preset.test_files}
 
@@ -309,11 +309,13 @@ def report_tensorpot(job: Job, root: Path, protocol: str) -> dict[str, Any] | No
         return None
     model = load_model(model_path)
     errors = {}
-    for name, path in test_files(job, root, protocol).items():
-        _, preds = evaluate(model, read_configurations(path), batch_size=10)
-        ref_e, ref_f = reference(path, None)
-        errors[name] = error_metrics(ref_e, np.array([p.energy for p in preds]), ref_f,
-                                     [np.asarray(p.forces) for p in preds])  # fmt: skip
+    for name, path in test_files(job).items():
+        configs = read_configurations(path)
+        _, preds = evaluate(model, configs, batch_size=10)
+        errors[name] = error_metrics(
+            np.array([c.energy for c in configs]), np.array([p.energy for p in preds]),
+            [np.asarray(c.forces) for c in configs], [np.asarray(p.forces) for p in preds],
+        )  # fmt: skip
         log(f"{job.name}: tested on {name}")
     valid = [r for r in rows if r.get("valid_loss")]
     best = min(valid, key=lambda r: float(r["valid_loss"]))
@@ -338,7 +340,7 @@ def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
         return None
     epoch, _ = run.export_best()
     errors = {}
-    for name, path in test_files(job, root, protocol).items():
+    for name, path in test_files(job).items():
         pred = mace_runner.predict(run.model_path, path, run.folder / f"pred_{name}.xyz")
         ref_e, ref_f = reference(path, None)
         errors[name] = error_metrics(ref_e, pred[0], ref_f, pred[1])

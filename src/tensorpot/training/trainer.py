@@ -260,13 +260,11 @@ def _set_up(
         logger.info("resuming %s after epoch %d", latest, int(checkpoint["epoch"]))
     device = world.device(resolve_device(config.device))
     initial = initial_model(config) if checkpoint is None and config.init_model else None
-    if checkpoint:
-        cfg = checkpoint["model_config"]
-    elif initial:
-        cfg = initial[0]
+    cfg = checkpoint["model_config"] if checkpoint else initial[0] if initial else None
+    if initial:
         logger.info("starting from the model %s", config.init_model)
-    data = prepare_data(config, cfg if checkpoint or initial else None)
-    if not (checkpoint or initial):
+    data = prepare_data(config, cfg)
+    if cfg is None:  # a fresh model: statistics from rank 0's data
         cfg = world.broadcast(model_dict(config, data) if world.is_main else None)
     model = build_model(cfg).to(device)
     if initial:
