@@ -18,9 +18,15 @@ unfinished protocols in the order above. tensorpot's jobs continue with ``--resu
 newest checkpoint and stop through ``time_budget_minutes`` at the end of the first epoch after
 the deadline; MACE continues with ``--restart_latest`` from the one checkpoint it keeps (its best
 validation epoch, so epochs after it are trained again) and is stopped by SIGTERM by the same
-rule. The runs live under ``--root`` (default ``../runs/protocols``, outside the repository);
-a tensorpot job whose run folder is gone starts again from its model under ``pretrained/``
-(``init_model``: its weights, a fresh optimiser).
+rule. The runs live under ``--root`` (default ``../runs/protocols``, outside the repository).
+
+``save`` copies what each job needs to continue to ``pretrained/<job>/`` (tensorpot: the
+best model, ``log.csv`` and the newest checkpoint; MACE: its kept checkpoint and its log) and
+the hours of every protocol to ``pretrained/protocols.json``, so that the runs go on from a
+clone on a machine where ``--root`` is gone: ``run`` copies them back into a run folder that has
+no checkpoint, and the job continues with ``--resume`` (optimiser, learning-rate schedule, EMA
+and epoch count included). A tensorpot job with a model under ``pretrained/`` but no checkpoint
+starts from that model (``init_model``: its weights, a fresh optimiser).
 
 ``report`` tests every job's best-validation model on the test files (tensorpot's jobs through
 ``tensorpot.evaluation.evaluate``, MACE through ``mace_eval_configs``; one metric code for
@@ -31,7 +37,8 @@ command to ``pretrained/<job>/``, and writes the table beside the published numb
     setsid nohup python benchmarks/protocols.py run --hours 2 > ../runs/protocols.out 2>&1 &
     python benchmarks/protocols.py run --hours 0.05 --protocol rmd17-50 --root /tmp/proto
     python benchmarks/protocols.py status
-    python benchmarks/protocols.py report
+    python benchmarks/protocols.py save      # before the machine goes: commit pretrained/
+    python benchmarks/protocols.py report    # tests the models, then as save, and the table
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from tensorpot.data.split import split_train_valid
 from tensorpot.evaluation.evaluate import evaluate
 from tensorpot.evaluation.plots import plot_learning_curves
 from tensorpot.models import load_model
+from tensorpot.training.checkpoint import latest_checkpoint
 from train_3bpa_vs_mace import error_metrics, machine_line, reference, write_frames, xyz_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +74,8 @@ RMD17 = REPO.parent / "shared" / "data" / "rmd17" / "npz"
 ROOT = REPO.parent / "runs" / "protocols"
 PRETRAINED = REPO / "pretrained"
 DOC = REPO / "docs" / "benchmarks" / "protocols.md"
+#: The hours and sessions of every protocol, kept beside the models (``save``).
+STATE = "protocols.json"
 
 #: Published numbers (MACE paper; averages over several seeds): metric -> value, per job.
 PUBLISHED = {
@@ -167,6 +177,72 @@ def finished(root: Path, protocol: str, budget_hours: float) -> bool:
     if read_progress(root, protocol)["hours"] >= budget_hours:
         return True
     return all(job_done(job, root, protocol) for job in PROTOCOLS[protocol])
+
+
+# ------------------------------------------------------------------- state kept in pretrained/
+
+
+def state_files(job: Job, root: Path, protocol: str) -> list[Path]:
+    """The files (relative to the run folder) that a job needs to continue; empty before its
+    first checkpoint."""
+    folder = job.folder(root, protocol)
+    if job.mace:
+        kept = mace_run(job, root, protocol, 0).best_checkpoint()
+        return [] if kept is None else [kept[1].relative_to(folder), Path("mace_train.out")]
+    newest = latest_checkpoint(folder / "checkpoints")
+    if newest is None:
+        return []
+    names = [newest.relative_to(folder), Path("log.csv"), Path(f"{job.name}.model")]
+    return [n for n in names if (folder / n).exists()]
+
+
+def save(root: Path) -> None:
+    """Copy every job's state and every protocol's hours to ``pretrained/``."""
+    state_path = PRETRAINED / STATE
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+    for protocol, jobs in PROTOCOLS.items():
+        progress = read_progress(root, protocol)
+        if not progress["sessions"]:
+            continue
+        state[protocol] = progress
+        for job in jobs:
+            files = state_files(job, root, protocol)
+            if not files:
+                continue
+            target = PRETRAINED / job.name
+            for old in (target / "checkpoints").glob("*.pt"):
+                old.unlink()
+            for name in files:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(job.folder(root, protocol) / name, target / name)
+            log(f"{job.name}: saved {', '.join(map(str, files))} to {target}")
+    PRETRAINED.mkdir(parents=True, exist_ok=True)
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(state_path)
+
+
+def restore(root: Path, protocol: str) -> None:
+    """Copy the state saved under ``pretrained/`` into the run folders that lack it."""
+    state_path = PRETRAINED / STATE
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+    if protocol in state and not (root / protocol / "progress.json").exists():
+        write_progress(root, protocol, state[protocol])
+        log(f"{protocol}: {state[protocol]['hours']:.2f} h so far, from {state_path}")
+    for job in PROTOCOLS[protocol]:
+        folder, source = job.folder(root, protocol), PRETRAINED / job.name
+        if (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir()):
+            continue
+        saved = sorted((source / "checkpoints").glob("*.pt"))
+        if not saved or (folder / "log.csv").exists() or (folder / "mace_train.out").exists():
+            continue
+        logs = ["mace_train.out"] if job.mace else ["log.csv", f"{job.name}.model"]
+        for path in [*saved, *(source / name for name in logs)]:
+            if path.exists():
+                name = path.relative_to(source)
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, folder / name)
+        log(f"{job.name}: continues from the state saved in {source}")
 
 
 # ----------------------------------------------------------------------------- training
@@ -328,9 +404,7 @@ def report_tensorpot(job: Job, root: Path, protocol: str) -> dict[str, Any] | No
     }
     target = PRETRAINED / job.name
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model_path, target / f"{job.name}.model")
     plot_learning_curves(folder / "log.csv", target / "learning_curves.png", overwrite=True)
-    shutil.copyfile(folder / "log.csv", target / "log.csv")
     return result
 
 
@@ -350,6 +424,9 @@ def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
 
 
 def report(root: Path, budget_hours: float) -> None:
+    for protocol in PROTOCOLS:
+        restore(root, protocol)
+    save(root)
     results: dict[str, dict[str, Any]] = {}
     for protocol, jobs in PROTOCOLS.items():
         hours = read_progress(root, protocol)["hours"]
@@ -462,7 +539,7 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
 def main() -> None:
     global PRETRAINED, DOC
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("run", "status", "report"))
+    parser.add_argument("action", choices=("run", "status", "save", "report"))
     parser.add_argument("--hours", type=float, default=1.0, help="hours of this session (run)")
     parser.add_argument("--protocol", choices=list(PROTOCOLS), action="append")
     parser.add_argument("--budget-hours", type=float, default=8.0, help="per protocol, in all")
@@ -483,6 +560,9 @@ def main() -> None:
             state = "finished" if finished(root, protocol, args.budget_hours) else "open"
             print(f"{protocol}: {progress['hours']:.2f} h, {state}, epochs {epochs}")
         return
+    if args.action == "save":
+        save(root)
+        return
     if args.action == "report":
         report(root, args.budget_hours)
         return
@@ -491,6 +571,7 @@ def main() -> None:
     for protocol in chosen:
         if left <= 1.0 / 60.0:
             break
+        restore(root, protocol)
         if finished(root, protocol, args.budget_hours):
             continue
         left -= run_protocol(root, protocol, left, args.budget_hours)
