@@ -63,7 +63,8 @@ def test_md_restart_appends_in_place(tmp_path, capsys, model_file, start):
         "0", "3", "5"
     ]  # fmt: skip
     report = json.loads((tmp_path / "md.report.json").read_text())
-    assert report["start_time"] == pytest.approx(0.0015) and report["steps_run"] == 2
+    assert report["continued_at"] == pytest.approx(0.0015) and report["steps_run"] == 2
+    assert report["start_time"] == 0.0  # the report covers the whole run
 
 
 def test_md_bad_input_is_one_line_naming_the_file(tmp_path, capsys, model_file, start):

@@ -117,7 +117,8 @@ def test_a_signal_stops_cleanly_and_a_restart_continues(tmp_path, model, molecul
     again = run_md(model, rest, files, restart=files.trajectory, append=True,
                    observer=lambda s: first.append(s.atoms.get_velocities() * units.fs)
                    if not first else None)  # fmt: skip
-    assert again.start_time == pytest.approx(0.001) and again.end_time == pytest.approx(0.003)
+    assert again.continued_at == pytest.approx(0.001) and again.end_time == pytest.approx(0.003)
+    assert again.start_time == 0.0  # the report covers the whole trajectory
     np.testing.assert_allclose(first[0], last_velocities, atol=1e-12)
     frames = ase.io.read(files.trajectory, index=":")
     assert [f.info["step"] for f in frames] == [0, 3, 4, 7, 10, 12]
@@ -130,6 +131,26 @@ def test_a_signal_stops_cleanly_and_a_restart_continues(tmp_path, model, molecul
     assert straight.steps_run == 12
     end = ase.io.read(tmp_path / "straight.xyz", index=-1)
     np.testing.assert_allclose(frames[-1].positions, end.positions, atol=1e-6)
+    # the continued run's report is the uninterrupted run's: same samples, same verdicts
+    # (to the 1e-3 that restarting from positions written to 1e-8 Å leaves of a tiny drift)
+    assert again.drift.samples == straight.drift.samples == 7
+    assert again.drift.slope == pytest.approx(straight.drift.slope, rel=1e-2)
+    assert again.drift.max_deviation == pytest.approx(straight.drift.max_deviation, rel=1e-2)
+    assert again.temperature.mean == pytest.approx(straight.temperature.mean, rel=1e-6)
+    assert again.bonds.max_deviation == pytest.approx(straight.bonds.max_deviation, abs=1e-6)
+
+
+def test_an_appended_run_without_its_log_reports_from_the_frames(tmp_path, model, molecule_file):
+    """The log deleted before a continuation: the earlier part's samples come from the
+    trajectory's frames (steps 0 and 3 of a run stopped at step 4)."""
+    settings = MDSettings(steps=4, timestep=0.25, trajectory_interval=3, log_interval=2)
+    files = MDFiles.beside(tmp_path / "run.xyz")
+    first = run_md(model, settings, files, structure=molecule_file)
+    assert first.drift.samples == 3  # steps 0, 2, 4
+    files.log.unlink()
+    again = run_md(model, settings, files, restart=files.trajectory, append=True)
+    assert again.start_time == 0.0 and again.continued_at == pytest.approx(0.001)
+    assert again.drift.samples == 2 + 3  # frames at steps 0, 3; samples at 4, 6, 8
 
 
 def test_existing_outputs_are_never_overwritten(tmp_path, model, molecule_file):

@@ -30,7 +30,8 @@ class MDReport:
         timestep: fs.
         steps_requested: steps asked for.
         steps_run: steps done before the run ended.
-        start_time: ps, the simulation time of the first sample (after a restart, its time).
+        start_time: ps, the simulation time of the first sample the report covers (after a
+            restart, its time; a run continued in place: the trajectory's first frame).
         end_time: ps, the simulation time of the last step done.
         stopped: ``"completed"``, or the signal that ended it (``"SIGINT"``, ``"SIGTERM"``).
         wall_seconds: wall time of the steps.
@@ -42,6 +43,9 @@ class MDReport:
         files: ``{"trajectory": ..., "log": ..., "report": ...}``.
         rank: the MPI rank of the process (a LAMMPS run under ``mpirun``); the files of a
             rank other than 0 went to a temporary directory, removed after the run.
+        continued_at: ps, where this run continued its trajectory in place (``append``; None
+            otherwise): the drift, temperature and stability cover the whole trajectory,
+            ``steps_run`` and ``wall_seconds`` this run's part.
     """
 
     integrator: str
@@ -61,6 +65,7 @@ class MDReport:
     rdf: RDFStability | None
     files: dict[str, str]
     rank: int = 0
+    continued_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (arrays as lists, NaN as None)."""
@@ -74,6 +79,10 @@ class MDReport:
             f"{self.start_time:.4g} -> {self.end_time:.4g} ps, {self.stopped}, "
             f"{self.wall_seconds:.1f} s ({_ms_per_step(self):.3g} ms/step)",
         ]
+        if self.continued_at is not None:
+            lines[0] += (
+                f"; continued at {self.continued_at:.4g} ps, the report covers the whole run"
+            )
         if self.drift is not None and self.drift.slope is not None:
             lines.append(
                 f"energy drift: {1e3 * self.drift.slope:.4g} meV/atom/ps (linear fit), "

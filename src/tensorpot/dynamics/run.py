@@ -6,7 +6,8 @@ trajectory frame by frame (:mod:`tensorpot.dynamics.trajectory`) and a CSV log, 
 SIGTERM stop the run after the step in progress (a second one stops it at once): the last
 state is written, the files are closed whole and the report covers the steps that ran. The
 signal handlers are installed only for the run (and only in the main thread), and the previous
-ones restored after it.
+ones restored after it. A run continued in place (``append``) reports on the whole trajectory:
+the earlier part's samples are read back from its log and frames.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def run_md(
     bonds = BondMonitor(first, ref)
     rdfs = RDFMonitor(rdf, ref) if rdf else None
     monitors = [bonds.update, *([rdfs.update] if rdfs else [])]
+    stop = _Stop()
+    if appending:
+        _replay(files, start, stop.series, monitors)
     try:
         integrator = _integrator(engine, atoms, settings, start.step)
     except ConfigError as err:  # NPT without a periodic cell
@@ -153,14 +157,15 @@ def run_md(
             files = MDFiles.beside(Path(scratch) / files.trajectory.name)
         clock = time.perf_counter()
         try:
-            with stop_on_signals(handle_signals, _Stop()) as stop:
+            with stop_on_signals(handle_signals, stop):
                 steps = _loop(integrator, atoms, settings, files, start, appending,
                               progress and not rank, stop, monitors, observer)  # fmt: skip
         finally:
             if hasattr(integrator, "close"):  # LAMMPS ends its instance
                 integrator.close()
-        return _report(settings, integrator, atoms, start, steps, stop,
-                       time.perf_counter() - clock, bonds, rdfs, files, rank)  # fmt: skip
+        wall = time.perf_counter() - clock
+        return _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, files,
+                       rank, appending)  # fmt: skip
 
 
 def _integrator(engine: str, atoms: Atoms, settings: MDSettings, step: int):
@@ -348,7 +353,51 @@ def _loop(integrator, atoms, settings, files, start, appending, progress, stop, 
     return done
 
 
-def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, files, rank):
+def _replay(files: MDFiles, start: StartState, series: _Series, monitors) -> None:
+    """Feed the part of an appended run before ``start`` to its report: the log's samples to
+    the drift and temperature (the trajectory frames' own energies where the log is gone or
+    unreadable), the trajectory's frames to the stability monitors."""
+    frames = [f for f in read_frames(files.trajectory, "trajectory")
+              if int(f.info.get("step", 0)) < start.step]  # fmt: skip
+    for frame in frames:
+        for update in monitors:
+            update(float(frame.info.get("time", 0.0)) / 1000.0, frame)
+    rows = _log_samples(files.log, start.step)
+    if rows is None:  # ASE reads a frame's ``energy`` as its calculator's result
+        keys = ("time", "kinetic_energy", "temperature")
+        rows = [(f.info["time"] / 1000.0, f.calc.results["energy"], f.info["kinetic_energy"],
+                 f.info["temperature"]) for f in frames if all(k in f.info for k in keys)
+                and f.calc is not None and "energy" in f.calc.results]  # fmt: skip
+    for values in rows:
+        for name, value in zip(("time", "potential", "kinetic", "temperature"), values):
+            getattr(series, name).append(float(value))
+
+
+def _log_samples(path: Path, before: int) -> list[tuple[float, ...]] | None:
+    """``(time_ps, potential, kinetic, temperature)`` of the log lines before step ``before``;
+    None when the log is missing or not a log of :func:`run_md`."""
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    if not lines or tuple(lines[0].split(",")) != _LOG_COLUMNS:
+        return None
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) != len(_LOG_COLUMNS):
+            continue  # a line cut off by a crash
+        try:
+            step, ps, _, epot, ekin, temp, _ = fields
+            if int(step) < before:
+                rows.append((float(ps), float(epot), float(ekin), float(temp)))
+        except ValueError:
+            continue
+    return rows
+
+
+def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, files, rank,
+            appending):  # fmt: skip
     series = stop.series
     time_ps = np.array(series.time)
     total = np.array(series.potential) + np.array(series.kinetic)
@@ -360,7 +409,7 @@ def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, 
         timestep=settings.timestep,
         steps_requested=settings.steps,
         steps_run=steps,
-        start_time=start.time / 1000.0,
+        start_time=series.time[0] if series.time else start.time / 1000.0,
         end_time=(start.time + steps * settings.timestep) / 1000.0,
         stopped="completed" if steps == settings.steps else (stop.signal or "completed"),
         wall_seconds=wall,
@@ -371,6 +420,7 @@ def _report(settings, integrator, atoms, start, steps, stop, wall, bonds, rdfs, 
         rdf=rdfs.result(temperature.start) if rdfs is not None else None,
         files={k: str(getattr(files, k)) for k in ("trajectory", "log", "report")},
         rank=rank,
+        continued_at=start.time / 1000.0 if appending else None,
     )
     write_report(report, files.report)
     return report
