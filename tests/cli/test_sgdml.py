@@ -9,7 +9,7 @@ from ase import units
 from tensorpot.cli.main import main
 from tensorpot.config import parse_run_config
 from tensorpot.data.readers import read_configurations
-from tensorpot.training.setup import read_data_file
+from tensorpot.training.run_data import read_data_file
 from tests.cli.test_eval import table_values
 from tests.evaluation.tiny import TINY
 

@@ -23,7 +23,8 @@ from tensorpot.training import train
 from tensorpot.training import trainer as trainer_module
 from tensorpot.training.checkpoint import latest_checkpoint, load_checkpoint
 from tensorpot.training.loss import LossWeights, weighted_loss
-from tensorpot.training.setup import RunData, TrainingState, loss_weights
+from tensorpot.training.run_data import RunData
+from tensorpot.training.state import TrainingState, loss_weights
 from tests.training.conftest import tiny_run
 
 NO_BAR = tqdm(disable=True)

@@ -18,7 +18,7 @@ from tensorpot.models.base import FeatureDims, Features, Geometry, Potential
 from tensorpot.models.config import PotentialConfig
 from tensorpot.models.registry import ModelFamily, register_family, unregister_family
 from tensorpot.training import train
-from tensorpot.training.setup import parameter_groups
+from tensorpot.training.state import parameter_groups
 from tests.training.conftest import tiny_run
 
 

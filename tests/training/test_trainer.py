@@ -16,7 +16,7 @@ from tensorpot.models.io import read_model_file
 from tensorpot.training import TrainResult, train
 from tensorpot.training import trainer as trainer_module
 from tensorpot.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from tensorpot.training.setup import loss_weights, make_state, parameter_groups
+from tensorpot.training.state import loss_weights, make_state, parameter_groups
 from tests.training.conftest import tiny_run
 
 

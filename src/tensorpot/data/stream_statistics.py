@@ -121,7 +121,7 @@ class StreamStatistics:
 
     def property_outputs(self, outputs: list[Any]) -> list[Any]:
         """``outputs`` with the ``shift`` and ``scale`` of every property output filled in, as
-        :func:`tensorpot.training.setup.property_statistics` does from a list."""
+        :func:`tensorpot.training.run_data.property_statistics` does from a list."""
         filled = []
         for output in outputs:
             if not isinstance(output, dict) or "property" not in output:

@@ -20,7 +20,7 @@ from tensorpot.data.configuration import Configuration
 from tensorpot.data.store import is_store, read_meta, write_store
 from tensorpot.errors import ConfigError
 from tensorpot.models.build import validate_model_config
-from tensorpot.training.setup import read_data_file
+from tensorpot.training.run_data import read_data_file
 
 __all__ = ["preprocess"]
 

@@ -1,6 +1,6 @@
 """``train``: one training run from a :class:`~tensorpot.config.RunConfig`, resumable exactly.
 
-The run reads the data (:mod:`tensorpot.training.setup`), builds the model with statistics of
+The run reads the data (:mod:`tensorpot.training.run_data`), builds the model with statistics of
 the training set, and trains with AMSGrad Adam, ReduceLROnPlateau on the validation loss, an EMA
 of the weights and MACE's weighted loss (the papers' training protocol) by default; AdamW, a
 linear lr warm-up and a smoothed energy loss are options of the run config. Shuffling uses a
@@ -9,7 +9,7 @@ run reaches the same weights as an uninterrupted one. The best validation model 
 saved as ``<output_dir>/<name>.model``; checkpoints go to ``<output_dir>/checkpoints``, by epoch
 count, by time (``checkpoint_minutes``) and after the first best model, so that a killed run
 leaves something to resume from. The set-up facts and one line per epoch go to
-``<output_dir>/train.log`` and stdout (:func:`~tensorpot.training.setup.run_log`).
+``<output_dir>/train.log`` and stdout (:func:`~tensorpot.training.logs.run_log`).
 
 Under ``torchrun`` the run is data-parallel (:mod:`tensorpot.training.distributed`): every
 process trains on its share of each global batch of ``batch_size`` structures, the gradients
@@ -54,6 +54,7 @@ from tensorpot.training.checkpoint import (
 )
 from tensorpot.training.distributed import SINGLE, World, join
 from tensorpot.training.init_model import initial_model
+from tensorpot.training.logs import History, run_log, tensorboard_writer
 from tensorpot.training.loss import (
     TERMS,
     EnergyLossSmoothing,
@@ -63,18 +64,8 @@ from tensorpot.training.loss import (
     loss_term_sums,
     weighted_total,
 )
-from tensorpot.training.setup import (
-    History,
-    RunData,
-    TrainingState,
-    check_labels,
-    loss_weights,
-    make_state,
-    model_dict,
-    prepare_data,
-    run_log,
-    tensorboard_writer,
-)
+from tensorpot.training.run_data import RunData, check_labels, model_dict, prepare_data
+from tensorpot.training.state import TrainingState, loss_weights, make_state
 
 __all__ = ["TrainResult", "evaluate", "train"]
 

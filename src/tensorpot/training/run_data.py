@@ -1,34 +1,24 @@
-"""What :func:`tensorpot.training.train` sets up: data, model statistics, optimiser and state.
+"""The data and model statistics of a training run (:func:`tensorpot.training.train`).
 
 - data: the training file (isolated-atom frames set apart for E0s), a validation file or a
-  seeded split, optional caps and test files, each turned into a :class:`GraphDataset`;
+  seeded split, optional caps and test files, each turned into a :class:`GraphDataset` (or
+  streamed from an LMDB store, :class:`GraphStore`);
 - the model mapping: elements, E0s, average number of neighbours, scale and shift from the
-  training set unless the ``model`` mapping gives them;
-- Adam or AdamW (``optimizer``) with weight decay only on the parameters the family names
-  (``Potential.WEIGHT_DECAY``), the optional linear lr warm-up, ReduceLROnPlateau, EMA, the
-  optional energy-loss smoothing, and the stage-two switch;
-- the per-epoch CSV log, the optional TensorBoard writer, and the text log of a run
-  (:func:`run_log`: ``train.log`` and stdout, for the duration of the run only).
+  training set unless the ``model`` mapping gives them, and the shift and scale of property
+  outputs.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import re
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from ase.data import chemical_symbols
-from torch.optim.lr_scheduler import ReduceLROnPlateau
-from tqdm.auto import tqdm
 
 from tensorpot.config import RunConfig
 from tensorpot.data.configuration import PROPERTY_PREFIX, Configuration
@@ -44,10 +34,7 @@ from tensorpot.data.store import GraphStore, is_store
 from tensorpot.data.stream_statistics import StreamStatistics
 from tensorpot.data.units import energy_factor
 from tensorpot.errors import ConfigError, DataError
-from tensorpot.models import Potential
 from tensorpot.models.build import validate_model_config
-from tensorpot.training.ema import ExponentialMovingAverage
-from tensorpot.training.loss import EnergyLossSmoothing, LossWeights
 
 logger = logging.getLogger("tensorpot.training")
 
@@ -58,11 +45,7 @@ _EXTXYZ_KEYS = (
     "energy_key", "forces_key", "stress_key", "virials_key", "energy_unit", "dipole_key",
     "polarizability_key", "total_charge_key", "property_keys",
 )  # fmt: skip
-HISTORY_COLUMNS = (
-    "epoch", "stage", "lr", "train_loss", "valid_loss",
-    "valid_energy_rmse_meV_per_atom", "valid_forces_rmse_meV_per_A",
-    "valid_dipole_rmse", "valid_polarizability_rmse", "time_s",
-)  # fmt: skip
+
 #: the label each output is trained on, by the output's name
 _OUTPUT_LABELS = {"energy": "energy", "dipole": "dipole", "polarizability": "polarizability"}
 
@@ -314,16 +297,6 @@ def _streamed_model_dict(config: RunConfig, data: RunData) -> dict[str, Any]:
     return validate_model_config(model).model_dump(mode="json")
 
 
-def loss_weights(config: RunConfig, stage_two: bool) -> LossWeights:
-    """The loss weights of the current training stage."""
-    energy = config.stage_two_energy_weight if stage_two else config.energy_weight
-    forces = config.stage_two_forces_weight if stage_two else config.forces_weight
-    return LossWeights(
-        energy, forces, config.stress_weight, config.virials_weight, config.dipole_weight,
-        config.polarizability_weight, dict(config.property_weights),
-    )  # fmt: skip
-
-
 def property_statistics(outputs: list, train: list[Configuration]) -> list:
     """``outputs`` with ``shift`` and ``scale`` filled in from the training labels for every
     property output that does not give them: the mean and spread of the label per atom
@@ -344,224 +317,3 @@ def property_statistics(outputs: list, train: list[Configuration]) -> list:
             output.setdefault("scale", spread if spread > 0 else 1.0)
         filled.append(output)
     return filled
-
-
-def parameter_groups(model: Potential, weight_decay: float) -> list[dict[str, Any]]:
-    """Adam/AdamW parameter groups: ``decay`` (the parameters the family's ``WEIGHT_DECAY`` matches)
-    and ``no_decay``."""
-    pattern = re.compile(model.WEIGHT_DECAY) if model.WEIGHT_DECAY else None
-    decay, other = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (decay if pattern and pattern.match(name) else other).append(param)
-    groups = [
-        {"name": "decay", "params": decay, "weight_decay": weight_decay},
-        {"name": "no_decay", "params": other, "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
-
-
-def plateau_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> ReduceLROnPlateau:
-    """ReduceLROnPlateau on the validation loss with the run's factor, patience and min_lr."""
-    return ReduceLROnPlateau(
-        optimizer,
-        factor=config.lr_factor,
-        patience=config.scheduler_patience,
-        min_lr=config.min_lr,
-    )
-
-
-@dataclass
-class TrainingState:
-    """Everything that changes during training and goes into a checkpoint.
-
-    ``step`` counts the optimiser steps of the run (the lr warm-up's clock);
-    ``energy_smoothing`` holds the chains of the smoothed energy loss (None: off).
-    """
-
-    model: Potential
-    optimizer: torch.optim.Optimizer
-    scheduler: ReduceLROnPlateau
-    ema: ExponentialMovingAverage | None
-    config: RunConfig
-    epoch: int = 0
-    best_valid_loss: float = math.inf
-    stage_two: bool = False
-    step: int = 0
-    energy_smoothing: EnergyLossSmoothing | None = None
-
-    @property
-    def lr(self) -> float:
-        """The current learning rate (of the first parameter group)."""
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def warm_up(self, config: RunConfig) -> None:
-        """Before optimiser step ``self.step``: during the warm-up, set the lr of every group to
-        lr * (step + 1) / lr_warmup_steps (lr of the current stage); afterwards leave it alone.
-
-        As in torchmd-net-style training codes, the warm-up overrides the lr while it lasts, also a
-        reduction by the plateau scheduler in between; its last step sets the full lr.
-        """
-        if self.step >= config.lr_warmup_steps:
-            return
-        lr = config.stage_two_lr if self.stage_two else config.lr
-        scale = min(1.0, (self.step + 1) / config.lr_warmup_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * scale
-
-    def maybe_start_stage_two(self, epoch: int, config: RunConfig) -> None:
-        """Before ``epoch``: switch to the stage-two weights and lr once it is time.
-
-        The best validation loss is reset (stage-two losses are not comparable with stage
-        one's), and so is the plateau scheduler.
-        """
-        if self.stage_two or not config.stage_two or epoch <= config.stage_two_start:
-            return
-        logger.info("stage two from epoch %d: lr %g", epoch, config.stage_two_lr)
-        self.stage_two = True
-        for group in self.optimizer.param_groups:
-            group["lr"] = config.stage_two_lr
-        self.scheduler = plateau_scheduler(self.optimizer, config)
-        self.best_valid_loss = math.inf
-
-    def state_dict(self) -> dict[str, Any]:
-        """The checkpoint fields of this state (tensors and plain data)."""
-        return {
-            "epoch": self.epoch,
-            "best_valid_loss": float(self.best_valid_loss),
-            "stage_two": self.stage_two,
-            "step": self.step,
-            "energy_smoothing": (
-                None if self.energy_smoothing is None else self.energy_smoothing.state_dict()
-            ),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "model_config": self.model.config.model_dump(mode="json"),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-        }
-
-    def load(self, checkpoint: dict[str, Any]) -> None:
-        """Restore from a checkpoint written from :meth:`state_dict`."""
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        if self.ema is not None and checkpoint.get("ema") is not None:
-            self.ema.load_state_dict(checkpoint["ema"])
-        self.epoch = int(checkpoint["epoch"])
-        self.best_valid_loss = float(checkpoint["best_valid_loss"])
-        self.stage_two = bool(checkpoint["stage_two"])
-        self.step = int(checkpoint.get("step", 0))  # absent before lr_warmup_steps existed
-        if self.energy_smoothing is not None and checkpoint.get("energy_smoothing") is not None:
-            self.energy_smoothing.load_state_dict(checkpoint["energy_smoothing"])
-
-
-def make_state(model: Potential, config: RunConfig) -> TrainingState:
-    """A fresh training state: optimiser, scheduler, EMA and energy-loss smoothing for
-    ``model``."""
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    groups = parameter_groups(model, config.weight_decay)  # each group sets its weight decay
-    optimizer = kind(groups, lr=config.lr, amsgrad=config.amsgrad)
-    scheduler = plateau_scheduler(optimizer, config)
-    ema = ExponentialMovingAverage(model.parameters(), config.ema_decay) if config.ema else None
-    factor = config.energy_loss_smoothing
-    smoothing = None if factor is None else EnergyLossSmoothing(factor)
-    return TrainingState(model, optimizer, scheduler, ema, config, energy_smoothing=smoothing)
-
-
-class History:
-    """The per-epoch CSV log; on resume, rows after the checkpoint's epoch are dropped."""
-
-    def __init__(self, path: Path, keep_epochs: int = 0):
-        self.path = Path(path)
-        rows = []
-        if keep_epochs > 0 and self.path.is_file():
-            with open(self.path, newline="", encoding="utf-8") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_epochs]
-        with open(self.path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, HISTORY_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, row: dict[str, Any]) -> None:
-        """Append one epoch's row (missing columns stay empty)."""
-        with open(self.path, "a", newline="", encoding="utf-8") as handle:
-            csv.DictWriter(handle, HISTORY_COLUMNS, extrasaction="ignore").writerow(row)
-
-
-def tensorboard_writer(folder: Path) -> Any:
-    """A TensorBoard ``SummaryWriter`` when ``torch.utils.tensorboard`` imports, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(log_dir=str(folder))
-
-
-class _RunFormatter(logging.Formatter):
-    """The message alone (``warning: ...`` for warnings and errors), time-stamped if asked."""
-
-    def __init__(self, stamped: bool):
-        super().__init__(datefmt="%Y-%m-%d %H:%M:%S")
-        self.stamped = stamped
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            text = f"{record.levelname.lower()}: {text}"
-        if record.exc_info:
-            text = f"{text}\n{self.formatException(record.exc_info)}"
-        return f"{self.formatTime(record, self.datefmt)} {text}" if self.stamped else text
-
-
-class _BarSafeHandler(logging.StreamHandler):
-    """Writes through ``tqdm.write``, which lifts a live progress bar off the terminal first
-    and redraws it below, so log lines and the bar do not garble each other."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            tqdm.write(self.format(record), file=self.stream)
-            self.flush()  # a line per epoch, visible at once also when stdout is a pipe
-        except Exception:  # logging's contract: report, never raise
-            self.handleError(record)
-
-
-@contextmanager
-def run_log(path: Path, to_stdout: bool = True) -> Iterator[None]:
-    """For the duration of a run: the ``tensorpot`` logger's records at INFO and above go to
-    ``path`` (appended, time-stamped) and, when ``to_stdout``, to stdout.
-
-    The handlers are removed and the logger's level restored on exit, so nothing stays changed
-    in the process. Records still propagate to the caller's own handlers; a program that shows
-    them itself turns the stdout copy off (``log_to_stdout: false``). When the run ends with an
-    exception, the file says so (the caller reports the exception itself).
-    """
-    package = logging.getLogger("tensorpot")
-    level = package.level
-    to_file = logging.FileHandler(path, mode="a", encoding="utf-8")
-    to_file.setFormatter(_RunFormatter(stamped=True))
-    handlers: list[logging.Handler] = [to_file]
-    if to_stdout:
-        handlers.append(_BarSafeHandler(sys.stdout))
-        handlers[-1].setFormatter(_RunFormatter(stamped=False))
-    if package.getEffectiveLevel() > logging.INFO:
-        package.setLevel(logging.INFO)
-    for handler in handlers:
-        package.addHandler(handler)
-    try:
-        yield
-    except BaseException as err:
-        why = "interrupted" if isinstance(err, KeyboardInterrupt) else type(err).__name__
-        detail = " ".join(str(err).split())
-        to_file.handle(
-            package.makeRecord(
-                package.name, logging.ERROR, __file__, 0,
-                "run stopped (%s)%s", (why, f": {detail}" if detail else ""), None,
-            )
-        )  # fmt: skip
-        raise
-    finally:
-        for handler in handlers:
-            package.removeHandler(handler)
-            handler.close()
-        package.setLevel(level)
