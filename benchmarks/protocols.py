@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -58,9 +59,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 import mace_runner
-from tensorpot.config import load_run_config
+from tensorpot.config import PATH_KEYS, load_run_config
 from tensorpot.data.readers import read_configurations
 from tensorpot.data.split import split_train_valid
 from tensorpot.evaluation.evaluate import evaluate
@@ -405,7 +407,25 @@ def report_tensorpot(job: Job, root: Path, protocol: str) -> dict[str, Any] | No
     target = PRETRAINED / job.name
     target.mkdir(parents=True, exist_ok=True)
     plot_learning_curves(folder / "log.csv", target / "learning_curves.png", overwrite=True)
+    write_config(job, root, protocol, target)
     return result
+
+
+def write_config(job: Job, root: Path, protocol: str, target: Path) -> None:
+    """The run's config as ``config.yaml`` beside its model, paths relative to that file."""
+    fixed = fixed_overrides(job, root, protocol)[:-1]  # the test files kept
+    data = load_run_config(job.preset, [*job.overrides, *fixed]).model_dump(mode="json")
+
+    def relative(value: Any) -> Any:
+        if isinstance(value, str) and os.path.isabs(value):
+            return os.path.relpath(value, target)
+        return value
+
+    for key in PATH_KEYS:
+        value = data.get(key)
+        data[key] = [relative(v) for v in value] if isinstance(value, list) else relative(value)
+    text = yaml.safe_dump(data, sort_keys=False)
+    (target / "config.yaml").write_text(text, encoding="utf-8")
 
 
 def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
@@ -517,8 +537,8 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
         f"{result['hours']:.1f} hours of wall-clock time on one core, {result['parameters']} "
         "parameters. Not converged where the learning curves still fall.",
         "",
-        f"Trained with `{command}` (the preset is the run's config; `threads=1`, continued "
-        "with `--resume` across sessions). The model file holds its architecture and "
+        f"Trained with `{command}` (the run's whole config is `config.yaml`; one thread, "
+        "continued with `--resume` day after day). The model file holds its architecture and "
         "statistics. Use it with "
         f"`tensorpot eval --model pretrained/{name}/{name}.model --data DATA` or "
         f"`tensorpot md --model pretrained/{name}/{name}.model ...`.",
