@@ -28,17 +28,19 @@ no checkpoint, and the job continues with ``--resume`` (optimiser, learning-rate
 and epoch count included). A tensorpot job with a model under ``pretrained/`` but no checkpoint
 starts from that model (``init_model``: its weights, a fresh optimiser).
 
-``report`` tests every job's best-validation model on the test files (tensorpot's jobs through
-``tensorpot.evaluation.evaluate``, MACE through ``mace_eval_configs``; one metric code for
-both), copies each tensorpot model with its log, learning curves (PNG), error table and training
-command to ``pretrained/<job>/``, and writes the table beside the published numbers to
+``report`` does what ``save`` does, then tests every job's best-validation model on the test
+files (tensorpot's jobs through ``tensorpot.evaluation.evaluate``, MACE through
+``mace_eval_configs``; one metric code for both), writes each tensorpot model's learning curves
+(PNG), run config, error table and training command beside it in ``pretrained/<job>/``, keeps
+the results in ``pretrained/results.json`` and writes the table beside the published numbers to
 ``docs/benchmarks/protocols.md``.
 
     setsid nohup python benchmarks/protocols.py run --hours 2 > ../runs/protocols.out 2>&1 &
     python benchmarks/protocols.py run --hours 0.05 --protocol rmd17-50 --root /tmp/proto
     python benchmarks/protocols.py status
     python benchmarks/protocols.py save      # before the machine goes: commit pretrained/
-    python benchmarks/protocols.py report    # tests the models, then as save, and the table
+    python benchmarks/protocols.py report    # as save, tests the models, writes the table
+    python benchmarks/protocols.py report --protocol 3bpa   # the others' results kept
 """
 
 from __future__ import annotations
@@ -198,6 +200,21 @@ def state_files(job: Job, root: Path, protocol: str) -> list[Path]:
     return [n for n in names if (folder / n).exists()]
 
 
+def save_job(job: Job, root: Path, protocol: str) -> None:
+    """Copy one job's state to ``pretrained/<job>/``; then drop the older checkpoints there."""
+    files = state_files(job, root, protocol)
+    if not files:
+        return
+    target = PRETRAINED / job.name
+    for name in files:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(job.folder(root, protocol) / name, target / name)
+    for old in (target / "checkpoints").glob("*.pt"):
+        if old.relative_to(target) not in files:
+            old.unlink()
+    log(f"{job.name}: saved {', '.join(map(str, files))} to {target}")
+
+
 def save(root: Path) -> None:
     """Copy every job's state and every protocol's hours to ``pretrained/``."""
     state_path = PRETRAINED / STATE
@@ -208,16 +225,12 @@ def save(root: Path) -> None:
             continue
         state[protocol] = progress
         for job in jobs:
-            files = state_files(job, root, protocol)
-            if not files:
-                continue
-            target = PRETRAINED / job.name
-            for old in (target / "checkpoints").glob("*.pt"):
-                old.unlink()
-            for name in files:
-                (target / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(job.folder(root, protocol) / name, target / name)
-            log(f"{job.name}: saved {', '.join(map(str, files))} to {target}")
+            for _ in range(3):  # a running job may replace its checkpoint while it is copied
+                try:
+                    save_job(job, root, protocol)
+                    break
+                except FileNotFoundError:
+                    time.sleep(1.0)
     PRETRAINED.mkdir(parents=True, exist_ok=True)
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
@@ -443,21 +456,23 @@ def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
     return {"epochs": max(epochs) + 1 if epochs else 0, "best_epoch": epoch + 1, "errors": errors}
 
 
-def report(root: Path, budget_hours: float) -> None:
-    for protocol in PROTOCOLS:
+def report(root: Path, budget_hours: float, chosen: list[str]) -> None:
+    """Test the jobs of the ``chosen`` protocols; the table keeps the other protocols' results
+    from ``pretrained/results.json``."""
+    for protocol in chosen:
         restore(root, protocol)
     save(root)
-    results: dict[str, dict[str, Any]] = {}
-    for protocol, jobs in PROTOCOLS.items():
+    kept = PRETRAINED / "results.json"
+    results = json.loads(kept.read_text(encoding="utf-8")) if kept.exists() else {}
+    for protocol in chosen:
         hours = read_progress(root, protocol)["hours"]
-        for job in jobs:
+        for job in PROTOCOLS[protocol]:
             found = (report_mace if job.mace else report_tensorpot)(job, root, protocol)
             if found is not None:
                 results[job.name] = {**found, "protocol": protocol, "hours": hours}
-    (root / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    for name, result in results.items():
-        if (PRETRAINED / name).is_dir():
-            write_readme(name, result)
+                if not job.mace:
+                    write_readme(job.name, results[job.name])
+    kept.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     DOC.write_text(document(results, budget_hours), encoding="utf-8")
     log(f"wrote {DOC} and {PRETRAINED}")
 
@@ -584,7 +599,7 @@ def main() -> None:
         save(root)
         return
     if args.action == "report":
-        report(root, args.budget_hours)
+        report(root, args.budget_hours, chosen)
         return
     left = args.hours
     log(f"{machine_line()}; root {root}")
