@@ -533,6 +533,10 @@ def document(results: dict[str, dict[str, Any]], budget_hours: float) -> str:
     ]
     for protocol in PROTOCOLS:
         lines += [f"## {protocol}", "", *table(results, protocol), ""]
+        trained = [j.name for j in PROTOCOLS[protocol] if not j.mace and j.name in results]
+        curves = [f"[{name}](../../pretrained/{name}/learning_curves.png)" for name in trained]
+        if curves:
+            lines += ["Learning curves: " + ", ".join(curves) + ".", ""]
     return "\n".join(lines)
 
 
