@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 import mace_runner
@@ -70,7 +71,7 @@ from tensorpot.data.split import split_train_valid
 from tensorpot.evaluation.evaluate import evaluate
 from tensorpot.evaluation.plots import plot_learning_curves
 from tensorpot.models import load_model
-from tensorpot.training.checkpoint import latest_checkpoint
+from tensorpot.training.checkpoint import atomic_torch_save, latest_checkpoint
 from train_3bpa_vs_mace import error_metrics, machine_line, reference, write_frames, xyz_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,10 +210,26 @@ def save_job(job: Job, root: Path, protocol: str) -> None:
     for name in files:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(job.folder(root, protocol) / name, target / name)
+        if not job.mace and name.suffix == ".pt":  # no machine's paths in the repository
+            convert_paths(target / name, lambda v: os.path.relpath(v, REPO), os.path.isabs)
     for old in (target / "checkpoints").glob("*.pt"):
         if old.relative_to(target) not in files:
             old.unlink()
     log(f"{job.name}: saved {', '.join(map(str, files))} to {target}")
+
+
+def convert_paths(checkpoint: Path, convert, applies) -> None:
+    """Rewrite the paths of a tensorpot checkpoint's run config (relative to the repository in
+    ``pretrained/``, absolute in a run folder) where ``applies`` to them."""
+    state = torch.load(checkpoint, weights_only=True)
+    config = state["run_config"]
+    for key in PATH_KEYS:
+        value = config.get(key)
+        if isinstance(value, list):
+            config[key] = [convert(v) if applies(v) else v for v in value]
+        elif isinstance(value, str) and applies(value):
+            config[key] = convert(value)
+    atomic_torch_save(state, checkpoint)
 
 
 def save(root: Path) -> None:
@@ -257,6 +274,10 @@ def restore(root: Path, protocol: str) -> None:
                 name = path.relative_to(source)
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, folder / name)
+        if not job.mace:
+            for path in saved:
+                absolute = lambda v: str((REPO / v).resolve())  # noqa: E731
+                convert_paths(folder / path.relative_to(source), absolute, lambda v: v[:1] != "/")
         log(f"{job.name}: continues from the state saved in {source}")
 
 
