@@ -56,6 +56,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,12 @@ RMD17 = REPO.parent / "shared" / "data" / "rmd17" / "npz"
 ROOT = REPO.parent / "runs" / "protocols"
 PRETRAINED = REPO / "pretrained"
 DOC = REPO / "docs" / "benchmarks" / "protocols.md"
+#: Test frames in the repository, per model-name stem: the examples of each model's README.
+BUNDLED = {
+    "3bpa": "data/3bpa/test_300K_first200.xyz",
+    "rmd17-aspirin": "data/rmd17/rmd17_aspirin_test_01_first100.npz",
+    "rmd17-ethanol": "data/rmd17/rmd17_ethanol_test_01_first100.npz",
+}
 #: The hours and sessions of every protocol, kept beside the models (``save``).
 STATE = "protocols.json"
 
@@ -284,20 +291,28 @@ def restore(root: Path, protocol: str) -> None:
 # ----------------------------------------------------------------------------- training
 
 
-def write_3bpa_split(root: Path) -> None:
-    """One seeded 450/50 split of ``train_300K`` as exact copies of its frames, written once."""
-    folder = root / "3bpa"
-    if (folder / "valid.xyz").exists():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
+def split_3bpa() -> tuple[list[str], list[int], list[int]]:
+    """The frames of ``train_300K`` (exact text) and the preset's 450/50 split of them: the
+    indices that ``tensorpot train configs/ictp-3bpa-450.yaml`` draws itself (``valid_fraction``
+    and ``seed`` of the preset)."""
     preset = load_run_config(REPO / "configs" / "ictp-3bpa-450.yaml")
     frames = xyz_frames(Path(preset.train_file))
     train_idx, valid_idx = split_train_valid(
         list(range(len(frames))), preset.valid_fraction, preset.seed
     )
+    return frames, train_idx, valid_idx
+
+
+def write_3bpa_split(root: Path) -> None:
+    """The 3BPA split as exact copies of its frames (MACE reads them), written once."""
+    folder = root / "3bpa"
+    if (folder / "valid.xyz").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, train_idx, valid_idx = split_3bpa()
     write_frames([frames[k] for k in train_idx], folder / "train.xyz")
     write_frames([frames[k] for k in valid_idx], folder / "valid.xyz")
-    log(f"3BPA split: {len(train_idx)} train, {len(valid_idx)} valid (seed {preset.seed})")
+    log(f"3BPA split: {len(train_idx)} train, {len(valid_idx)} valid")
 
 
 class PinnedMace(mace_runner.MaceRun):
@@ -467,12 +482,21 @@ def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
     if run.best_checkpoint() is None:
         return None
     epoch, _ = run.export_best()
-    errors = {}
-    for name, path in test_files(job).items():
-        pred = mace_runner.predict(run.model_path, path, run.folder / f"pred_{name}.xyz")
-        ref_e, ref_f = reference(path, None)
-        errors[name] = error_metrics(ref_e, pred[0], ref_f, pred[1])
-        log(f"{job.name}: tested on {name}")
+    tests = test_files(job)
+    # one single-threaded mace_eval_configs per test file, side by side (nothing else runs)
+    with ThreadPoolExecutor(max_workers=len(tests)) as pool:
+        preds = {
+            name: pool.submit(
+                mace_runner.predict, run.model_path, path, run.folder / f"pred_{name}.xyz"
+            )
+            for name, path in tests.items()
+        }
+        errors = {}
+        for name, path in tests.items():
+            energies, forces = preds[name].result()
+            ref_e, ref_f = reference(path, None)
+            errors[name] = error_metrics(ref_e, energies, ref_f, forces)
+            log(f"{job.name}: tested on {name}")
     epochs = [e for e, _ in run.epochs_logged()]
     return {"epochs": max(epochs) + 1 if epochs else 0, "best_epoch": epoch + 1, "errors": errors}
 
@@ -567,6 +591,17 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
     (job,) = [j for j in PROTOCOLS[protocol] if j.name == name]
     command = shlex.join(["tensorpot", "train", str(job.preset.relative_to(REPO)), *[
         o.replace(str(REPO.parent), "..") for o in job.overrides]])  # fmt: skip
+    data = ""
+    if protocol == "3bpa":
+        _, train_idx, valid_idx = split_3bpa()
+        split = {"file": "train_300K.xyz", "train": train_idx, "valid": valid_idx}
+        (PRETRAINED / name / "split.json").write_text(json.dumps(split) + "\n", encoding="utf-8")
+        data = (
+            " The command splits `train_300K.xyz` (bundled as `data/3bpa/train_300K.xyz`) into "
+            f"{len(train_idx)} training and {len(valid_idx)} validation frames itself, with the "
+            "preset's `valid_fraction` and `seed`; the protocol wrote the same frames to files "
+            "for MACE to train on the same data; their indices (from 0) are in `split.json`."
+        )
     rows = [f"| {test} | " + " | ".join(f"{errors[k]:.2f}" for k in (
         "energy_mae", "energy_rmse", "forces_mae", "forces_rmse")) + " |"
         for test, errors in result["errors"].items()]  # fmt: skip
@@ -579,10 +614,11 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
         "parameters. Not converged where the learning curves still fall.",
         "",
         f"Trained with `{command}` (the run's whole config is `config.yaml`; one thread, "
-        "continued with `--resume` day after day). The model file holds its architecture and "
-        "statistics. Use it with "
-        f"`tensorpot eval --model pretrained/{name}/{name}.model --data DATA` or "
-        f"`tensorpot md --model pretrained/{name}/{name}.model ...`.",
+        f"continued with `--resume` day after day).{data} The model file holds its "
+        "architecture and statistics. Use it as any model file, e.g. on the bundled test "
+        f"frames of its molecule: `tensorpot eval --model pretrained/{name}/{name}.model "
+        f"--data {BUNDLED[job.name.rsplit('-', 1)[0]]}`; or `tensorpot md --model "
+        f"pretrained/{name}/{name}.model ...`.",
         "",
         "| test set | E-MAE (meV) | E-RMSE (meV) | F-MAE (meV/Å) | F-RMSE (meV/Å) |",
         "|---|---|---|---|---|",
