@@ -135,6 +135,7 @@ def child(config_path: Path, steps: int, result: Path) -> None:
     from tensorpot.config import parse_run_config
     from tensorpot.devices import resolve_device
     from tensorpot.training import trainer
+    from tensorpot.training.epoch import train_epoch
 
     config = parse_run_config(json.loads(config_path.read_text()))
     with trainer.join(resolve_device(config.device)) as world:
@@ -144,7 +145,7 @@ def child(config_path: Path, steps: int, result: Path) -> None:
         bar = _Steps(steps)
         try:
             for epoch in range(1, steps + 1):  # until ``steps`` steps are done
-                trainer._train_epoch(state, data.train, config, epoch, bar, world)
+                train_epoch(state, data.train, config, epoch, bar, world)
         except _Done:
             pass
         world.barrier()

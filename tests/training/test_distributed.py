@@ -23,14 +23,14 @@ from tests.training.conftest import tiny_run
 def _rank_main(rank: int, size: int, init: str, config: dict, die_in_epoch: int) -> None:
     """One process of a 2-process run: join the group, train, record the outcome in a file."""
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=size)
-    real_epoch = trainer_module._train_epoch
+    real_epoch = trainer_module.train_epoch
 
     def dying(state, dataset, cfg, epoch, bar, *rest):
         if rank == 1 and epoch == die_in_epoch:
             os._exit(3)  # a process killed mid-run: no clean-up, no message
         return real_epoch(state, dataset, cfg, epoch, bar, *rest)
 
-    trainer_module._train_epoch = dying
+    trainer_module.train_epoch = dying
     outcome = Path(f"{init}.rank{rank}")
     try:
         train(config)

@@ -19,6 +19,7 @@ from tensorpot.data.dataset import GraphDataset, iterate_batches
 from tensorpot.errors import ConfigError
 from tensorpot.evaluation.metrics import num_atoms_per_graph
 from tensorpot.models import Potential
+from tensorpot.training import epoch as epoch_module
 from tensorpot.training import train
 from tensorpot.training import trainer as trainer_module
 from tensorpot.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -101,7 +102,7 @@ def test_adam_and_adamw_agree_without_weight_decay(frames_file, tmp_path, e0s, a
             frames_file, tmp_path / kind, e0s, optimizer=kind, weight_decay=0.0, amsgrad=amsgrad
         )
         for epoch in (1, 2):
-            trainer_module._train_epoch(state, data.train, config, epoch, NO_BAR)
+            epoch_module.train_epoch(state, data.train, config, epoch, NO_BAR)
         after[kind] = parameters(state.model)
     assert after["adam"].keys() == after["adamw"].keys()
     for name, value in after["adam"].items():
@@ -127,7 +128,7 @@ def test_adamw_decays_the_weight_decay_parameters_decoupled(frames_file, tmp_pat
         }
         decayed = {names[id(p)] for p in groups["decay"]["params"]}
         before[kind] = parameters(state.model)
-        trainer_module._train_epoch(state, data.train, config, 1, NO_BAR)
+        epoch_module.train_epoch(state, data.train, config, 1, NO_BAR)
         after[kind] = parameters(state.model)
     assert before["adam"].keys() == before["adamw"].keys()
     assert decayed and decayed != set(before["adam"])
@@ -220,8 +221,8 @@ def test_the_training_energy_loss_follows_the_recurrence_across_epochs(
     monkeypatch.setattr(state.optimizer, "step", lambda *args, **kwargs: None)
     model, chain = state.model, []
     for epoch in (1, 2):
-        loss = trainer_module._train_epoch(state, data.train, config, epoch, NO_BAR)
-        generator = torch.Generator().manual_seed(trainer_module._epoch_seed(config.seed, epoch))
+        loss = epoch_module.train_epoch(state, data.train, config, epoch, NO_BAR)
+        generator = torch.Generator().manual_seed(epoch_module._epoch_seed(config.seed, epoch))
         total, count = 0.0, 0
         for raw in iterate_batches(data.train, 3, True, generator, model.dtype):
             energy, forces, frames = batch_terms(model, raw)
@@ -244,16 +245,14 @@ def test_the_validation_loss_is_the_batch_mean_of_its_own_chain(frames_file, tmp
     model, chain = state.model, []
     assert len(data.valid) == 3
     for _ in range(2):
-        loss, _ = trainer_module.evaluate(
-            model, data.valid, 2, config, False, state.energy_smoothing
-        )
+        loss, _ = epoch_module.evaluate(model, data.valid, 2, config, False, state.energy_smoothing)
         totals = []
         for raw in iterate_batches(data.valid, 2, dtype=model.dtype):
             energy, forces, _ = batch_terms(model, raw)
             totals.append(config.energy_weight * smooth(a, chain, energy) + 100.0 * forces)
         assert loss == pytest.approx(sum(totals) / len(totals), rel=1e-10)
     assert state.energy_smoothing.previous["train"] is None
-    plain, _ = trainer_module.evaluate(model, data.valid, 2, config, False)
+    plain, _ = epoch_module.evaluate(model, data.valid, 2, config, False)
     energy_forces = [batch_terms(model, raw) for raw in iterate_batches(data.valid, 3)]
     assert plain == pytest.approx(energy_forces[0][0] + 100.0 * energy_forces[0][1], rel=1e-10)
 
@@ -299,7 +298,7 @@ def test_smoothing_factor_one_trains_as_no_smoothing(frames_file, tmp_path, e0s)
     for a in (None, 1.0, 0.5):
         config, data, state = set_up(frames_file, tmp_path / str(a), e0s, energy_loss_smoothing=a)
         for epoch in (1, 2):
-            trainer_module._train_epoch(state, data.train, config, epoch, NO_BAR)
+            epoch_module.train_epoch(state, data.train, config, epoch, NO_BAR)
         after[a] = parameters(state.model)
     assert all(torch.equal(after[None][n], after[1.0][n]) for n in after[None])
     assert not all(torch.equal(after[None][n], after[0.5][n]) for n in after[None])

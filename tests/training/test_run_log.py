@@ -91,7 +91,7 @@ def test_logging_is_left_as_it_was(tmp_path, frames_file, e0s, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "_train_epoch", interrupted)
+    monkeypatch.setattr(trainer_module, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_run(frames_file, tmp_path / "stopped", e0s))
     assert (list(package.handlers), package.level, list(root.handlers), root.level) == before

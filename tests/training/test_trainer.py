@@ -88,14 +88,14 @@ def test_resume_reaches_the_uninterrupted_state(tmp_path, full_run, frames_file,
 def crash_in_epoch(monkeypatch, crash: int) -> None:
     """Make training raise KeyboardInterrupt as epoch ``crash`` starts (``monkeypatch.undo()``
     ends it)."""
-    real_epoch = trainer_module._train_epoch
+    real_epoch = trainer_module.train_epoch
 
     def crashing(state, dataset, cfg, epoch, bar, *rest):
         if epoch == crash:
             raise KeyboardInterrupt
         return real_epoch(state, dataset, cfg, epoch, bar, *rest)
 
-    monkeypatch.setattr(trainer_module, "_train_epoch", crashing)
+    monkeypatch.setattr(trainer_module, "train_epoch", crashing)
 
 
 def test_resume_after_a_crash(tmp_path, full_run, frames_file, e0s, monkeypatch):
@@ -183,7 +183,7 @@ def test_checkpoints_by_time(tmp_path, frames_file, e0s, monkeypatch, minutes, n
     out = tmp_path / "run"
     config = tiny_run(frames_file, out, e0s, checkpoint_interval=100, checkpoint_minutes=minutes)
     clock, seen = FakeClock(), []
-    real_epoch = trainer_module._train_epoch
+    real_epoch = trainer_module.train_epoch
 
     def four_minutes(state, dataset, cfg, epoch, bar, *rest):
         if epoch > 1:  # the newest checkpoint when this epoch starts
@@ -191,7 +191,7 @@ def test_checkpoints_by_time(tmp_path, frames_file, e0s, monkeypatch, minutes, n
         clock.seconds += 4 * 60.0
         return real_epoch(state, dataset, cfg, epoch, bar, *rest)
 
-    monkeypatch.setattr(trainer_module, "_train_epoch", four_minutes)
+    monkeypatch.setattr(trainer_module, "train_epoch", four_minutes)
     train(config, clock=clock)
     assert seen == newest
     assert [e for e, _ in list_checkpoints(out / "checkpoints")] == [5]  # the last epoch's
