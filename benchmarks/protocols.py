@@ -33,7 +33,8 @@ files (tensorpot's jobs through ``tensorpot.evaluation.evaluate``, MACE through
 ``mace_eval_configs``; one metric code for both), writes each tensorpot model's learning curves
 (PNG), run config, error table and training command beside it in ``pretrained/<job>/``, keeps
 the results in ``pretrained/results.json`` and writes the table beside the published numbers to
-``docs/benchmarks/protocols.md``.
+``docs/benchmarks/protocols.md``, with the validation errors of tensorpot and MACE against the
+hours trained (``docs/benchmarks/protocols-3bpa-curves.png``).
 
     setsid nohup python benchmarks/protocols.py run --hours 2 > ../runs/protocols.out 2>&1 &
     python benchmarks/protocols.py run --hours 0.05 --protocol rmd17-50 --root /tmp/proto
@@ -49,6 +50,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -58,6 +60,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,8 @@ RMD17 = REPO.parent / "shared" / "data" / "rmd17" / "npz"
 ROOT = REPO.parent / "runs" / "protocols"
 PRETRAINED = REPO / "pretrained"
 DOC = REPO / "docs" / "benchmarks" / "protocols.md"
+#: ``<protocol>``'s validation errors of tensorpot and MACE against the hours trained.
+CURVES = "protocols-{protocol}-curves.png"
 #: Test frames in the repository, per model-name stem: the examples of each model's README.
 BUNDLED = {
     "3bpa": "data/3bpa/test_300K_first200.xyz",
@@ -455,7 +460,9 @@ def report_tensorpot(job: Job, root: Path, protocol: str) -> dict[str, Any] | No
     }
     target = PRETRAINED / job.name
     target.mkdir(parents=True, exist_ok=True)
-    plot_learning_curves(folder / "log.csv", target / "learning_curves.png", overwrite=True)
+    plot_learning_curves(
+        folder / "log.csv", target / "learning_curves.png", overwrite=True, title=job.name
+    )
     write_config(job, root, protocol, target)
     return result
 
@@ -501,6 +508,77 @@ def report_mace(job: Job, root: Path, protocol: str) -> dict[str, Any] | None:
     return {"epochs": max(epochs) + 1 if epochs else 0, "best_epoch": epoch + 1, "errors": errors}
 
 
+MACE_EPOCH = re.compile(r"Epoch (\d+): .*RMSE_E=\s*([\d.]+) meV, RMSE_F=\s*([\d.]+) meV / A")
+
+
+def mace_curve(log: Path) -> dict[str, np.ndarray]:
+    """MACE's validation errors (``TotalRMSE`` table: energy meV, forces meV/Å) at each epoch
+    line of its log, against the hours trained: per session, from its ``Started training``
+    line, the sessions' hours summed (time after a session's last epoch line is not counted)."""
+    hours, energy, forces = [], [], []
+    done, start, last = 0.0, None, None
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            continue
+        if "Started training" in line:
+            done += 0.0 if last is None else last - start
+            start, last = stamp, None
+        match = MACE_EPOCH.search(line)
+        if match is not None and start is not None:
+            last = stamp
+            hours.append((done + stamp - start) / 3600.0)
+            energy.append(float(match.group(2)))
+            forces.append(float(match.group(3)))
+    return {"hours": np.array(hours), "energy": np.array(energy), "forces": np.array(forces)}
+
+
+def tensorpot_curve(folder: Path, num_atoms: int) -> dict[str, np.ndarray]:
+    """tensorpot's validation errors (energy meV for ``num_atoms`` atoms, forces meV/Å) at
+    each epoch of ``log.csv``, against the hours trained (the epochs' times summed)."""
+    rows = [r for r in log_rows(folder) if r.get("valid_loss")]
+    return {
+        "hours": np.cumsum([float(r["time_s"]) for r in rows]) / 3600.0,
+        "energy": np.array([float(r["valid_energy_rmse_meV_per_atom"]) for r in rows]) * num_atoms,
+        "forces": np.array([float(r["valid_forces_rmse_meV_per_A"]) for r in rows]),
+    }
+
+
+def plot_against_mace(root: Path, protocol: str) -> Path | None:
+    """The validation curves of a protocol's tensorpot and MACE jobs against the hours trained
+    (the same validation frames, one core each), as ``docs/benchmarks/<CURVES>``."""
+    jobs = PROTOCOLS[protocol]
+    ours = [j for j in jobs if not j.mace and (j.folder(root, protocol) / "log.csv").exists()]
+    mace = [j for j in jobs if j.mace and (j.folder(root, protocol) / "mace_train.out").exists()]
+    if not ours or not mace:
+        return None
+    sizes = {len(frame.numbers) for frame in read_configurations(root / protocol / "valid.xyz")}
+    if len(sizes) != 1:  # per-atom energies would not convert to MACE's total-energy RMSE
+        return None
+    curves = {j.name: tensorpot_curve(j.folder(root, protocol), sizes.pop()) for j in ours}
+    curves |= {j.name: mace_curve(j.folder(root, protocol) / "mace_train.out") for j in mace}
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for ax, key, label in zip(axes, ("energy", "forces"), ("E-RMSE (meV)", "F-RMSE (meV/Å)")):
+        for name, curve in curves.items():
+            ax.plot(curve["hours"], curve[key], marker="o", ms=2, label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("hours trained (one core)")
+        ax.set_ylabel(f"validation {label}")
+        ax.legend()
+    fig.suptitle(f"{protocol}: validation errors against training time, side by side")
+    path = DOC.parent / CURVES.format(protocol=protocol)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def report(root: Path, budget_hours: float, chosen: list[str]) -> None:
     """Test the jobs of the ``chosen`` protocols; the table keeps the other protocols' results
     from ``pretrained/results.json``."""
@@ -517,6 +595,7 @@ def report(root: Path, budget_hours: float, chosen: list[str]) -> None:
                 results[job.name] = {**found, "protocol": protocol, "hours": hours}
                 if not job.mace:
                     write_readme(job.name, results[job.name])
+        plot_against_mace(root, protocol)
     kept.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     DOC.write_text(document(results, budget_hours), encoding="utf-8")
     log(f"wrote {DOC} and {PRETRAINED}")
@@ -583,6 +662,18 @@ def document(results: dict[str, dict[str, Any]], budget_hours: float) -> str:
         curves = [f"[{name}](../../pretrained/{name}/learning_curves.png)" for name in trained]
         if curves:
             lines += ["Learning curves: " + ", ".join(curves) + ".", ""]
+        against = CURVES.format(protocol=protocol)
+        if (DOC.parent / against).exists():
+            lines += [
+                f"![{protocol}: validation errors against hours]({against})",
+                "",
+                "Validation errors (the same frames) against the hours each job has trained: "
+                "tensorpot's epoch times summed; MACE's time from the start of its training in "
+                "each session to each epoch's validation line, summed over the sessions (MACE "
+                "continues from its best checkpoint, so epochs after it are trained again; its "
+                "energy error is higher in the first epoch after each continuation).",
+                "",
+            ]
     return "\n".join(lines)
 
 

@@ -65,6 +65,23 @@ def test_learning_curves(tmp_path):
         plots.plot_learning_curves(log, tmp_path / "curves.png")
 
 
+def test_learning_curves_leave_out_columns_without_a_value():
+    columns = {
+        "epoch": np.array([1.0, 2.0]),
+        "lr": np.array([0.01, 0.01]),
+        "valid_loss": np.array([1.0, 0.5]),
+        "valid_forces_rmse": np.array([30.0, 20.0]),
+        "valid_dipole_rmse": np.array([np.nan, np.nan]),  # no dipole labels in this run
+        "time_s": np.array([3.0, 3.0]),
+    }
+    panels = {label: set(cols) for cols, label in plots._learning_curve_panels(columns)}
+    assert panels == {
+        "loss": {"valid_loss"}, "metric": {"valid_forces_rmse"}, "learning rate": {"lr"},
+    }  # fmt: skip
+    del columns["valid_forces_rmse"]
+    assert "metric" not in {label for _, label in plots._learning_curve_panels(columns)}
+
+
 def test_learning_curves_without_epoch_column(tmp_path):
     pytest.importorskip("matplotlib")
     log = tmp_path / "log.csv"

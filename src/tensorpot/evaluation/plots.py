@@ -221,21 +221,12 @@ def _curves(ax: Any, x: np.ndarray, columns: dict[str, np.ndarray], ylabel: str)
     ax.legend(fontsize="small")
 
 
-def plot_learning_curves(
-    log_path: str | os.PathLike, out_path: str | os.PathLike, overwrite: bool = False
-) -> Path:
-    """Plot every numeric column of a training log against the epoch.
-
-    One panel for the columns whose name contains ``loss``, one for the other metrics (error
-    columns such as ``valid_energy_rmse``; epoch, stage and timing columns are left out) and
-    one for ``lr``; panels without columns are omitted. Log scale wherever all values are positive.
-
-    Raises:
-        DataError: the log cannot be read (see :func:`read_log`).
-    """
-    columns = read_log(log_path)
-    x_name = next((n for n in _X_COLUMNS if n in columns), None)
-    x = columns[x_name] if x_name else np.arange(len(next(iter(columns.values()))), dtype=float)
+def _learning_curve_panels(
+    columns: dict[str, np.ndarray],
+) -> list[tuple[dict[str, np.ndarray], str]]:
+    """The panels of :func:`plot_learning_curves`: ``(columns, y label)``, the empty ones and
+    the columns without a single value (a metric the run had no label for) left out."""
+    columns = {n: y for n, y in columns.items() if np.isfinite(y).any()}
     losses = {n: y for n, y in columns.items() if "loss" in n.lower()}
     metrics = {
         n: y
@@ -245,7 +236,29 @@ def plot_learning_curves(
     panels = [(losses, "loss"), (metrics, "metric")]
     if "lr" in columns:
         panels.append(({"lr": columns["lr"]}, "learning rate"))
-    panels = [(cols, label) for cols, label in panels if cols]
+    return [(cols, label) for cols, label in panels if cols]
+
+
+def plot_learning_curves(
+    log_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    overwrite: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Plot every numeric column of a training log against the epoch.
+
+    One panel for the columns whose name contains ``loss``, one for the other metrics (error
+    columns such as ``valid_energy_rmse``; epoch, stage and timing columns are left out) and
+    one for ``lr``; panels without columns, and columns without a value, are omitted. Log
+    scale wherever all values are positive. The title is ``title``, else the log's file name.
+
+    Raises:
+        DataError: the log cannot be read (see :func:`read_log`).
+    """
+    columns = read_log(log_path)
+    x_name = next((n for n in _X_COLUMNS if n in columns), None)
+    x = columns[x_name] if x_name else np.arange(len(next(iter(columns.values()))), dtype=float)
+    panels = _learning_curve_panels(columns)
     if not panels:
         raise DataError(
             f"no loss, metric or lr column to plot; columns: {list(columns)}", str(log_path)
@@ -253,5 +266,5 @@ def plot_learning_curves(
     fig, axes = _figure(len(panels))
     for ax, (cols, label) in zip(axes, panels):
         _curves(ax, x, cols, label)
-    fig.suptitle(Path(log_path).name)
+    fig.suptitle(title or Path(log_path).name)
     return _save(fig, out_path, overwrite)
