@@ -708,8 +708,9 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
         f"continued with `--resume` day after day).{data} The model file holds its "
         "architecture and statistics. Use it as any model file, e.g. on the bundled test "
         f"frames of its molecule: `tensorpot eval --model pretrained/{name}/{name}.model "
-        f"--data {BUNDLED[job.name.rsplit('-', 1)[0]]}`; or `tensorpot md --model "
-        f"pretrained/{name}/{name}.model ...`.",
+        f"--data {BUNDLED[job.name.rsplit('-', 1)[0]]}`, or MD from the first of them: "
+        f"`tensorpot md --model pretrained/{name}/{name}.model --structure "
+        f"{BUNDLED[job.name.rsplit('-', 1)[0]]} --time 0.5`.",
         "",
         "| test set | E-MAE (meV) | E-RMSE (meV) | F-MAE (meV/Å) | F-RMSE (meV/Å) |",
         "|---|---|---|---|---|",

@@ -190,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_md_parser(md: argparse.ArgumentParser) -> None:
     md.add_argument("--model", required=True, help="model file written by tensorpot")
     start = md.add_mutually_exclusive_group(required=True)
-    start.add_argument("--structure", help="starting structure (extxyz or any ASE format)")
+    start.add_argument("--structure", help="starting structure (extxyz, npz or any ASE format)")
     start.add_argument("--restart", help="continue from this trajectory's last frame")
     md.add_argument("--frame", type=int, default=0, help="frame of --structure (default 0)")
     md.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve")

@@ -19,6 +19,8 @@ import ase.io
 import numpy as np
 from ase import Atoms, units
 
+from tensorpot.data.configuration import Configuration
+from tensorpot.data.readers import read_configurations
 from tensorpot.data.readers.extxyz import _frames, _parse_frame
 from tensorpot.errors import DataError
 
@@ -45,7 +47,9 @@ class StartState:
 
 
 def read_frames(path: str | os.PathLike, what: str = "structure") -> list[Atoms]:
-    """Every frame of a structure file (extended XYZ, or any format ASE reads).
+    """Every frame of a structure file: extended XYZ, a data set's npz (rMD17, MD17, sGDML,
+    MD22: read by :func:`~tensorpot.data.readers.read_configurations`; the structures only),
+    or any format ASE reads.
 
     Raises:
         DataError: naming the file (and the frame) if it is missing, empty or unreadable.
@@ -55,6 +59,8 @@ def read_frames(path: str | os.PathLike, what: str = "structure") -> list[Atoms]
         raise DataError(f"no such {what} file", str(path))
     if path.suffix.lower() in _EXTXYZ:
         frames = [_parse_frame(text, str(path), k, line) for k, line, text in _frames(path)]
+    elif path.suffix.lower() == ".npz":
+        frames = [_structure(config) for config in read_configurations(path)]
     else:
         try:
             frames = ase.io.read(path, index=":")
@@ -64,6 +70,13 @@ def read_frames(path: str | os.PathLike, what: str = "structure") -> list[Atoms]
     if not frames:
         raise DataError(f"the {what} file holds no structure", str(path))
     return frames
+
+
+def _structure(config: Configuration) -> Atoms:
+    atoms = Atoms(numbers=config.numbers, positions=config.positions, pbc=config.pbc)
+    if config.pbc.any():
+        atoms.cell = config.cell
+    return atoms
 
 
 def read_structure(path: str | os.PathLike, frame: int = 0) -> StartState:
