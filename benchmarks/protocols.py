@@ -224,6 +224,9 @@ def save_job(job: Job, root: Path, protocol: str) -> None:
         shutil.copyfile(job.folder(root, protocol) / name, target / name)
         if not job.mace and name.suffix == ".pt":  # no machine's paths in the repository
             convert_paths(target / name, lambda v: os.path.relpath(v, REPO), os.path.isabs)
+        if job.mace and name.suffix == ".out":  # MACE's log names its files: relative there
+            text = (target / name).read_text(encoding="utf-8", errors="replace")
+            (target / name).write_text(text.replace(f"{REPO.parent}/", "../"), encoding="utf-8")
     for old in (target / "checkpoints").glob("*.pt"):
         if old.relative_to(target) not in files:
             old.unlink()
