@@ -696,6 +696,7 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
             "preset's `valid_fraction` and `seed`; the protocol wrote the same frames to files "
             "for MACE to train on the same data; their indices (from 0) are in `split.json`."
         )
+    frames = BUNDLED[job.name.rsplit("-", 1)[0]]
     rows = [f"| {test} | " + " | ".join(f"{errors[k]:.2f}" for k in (
         "energy_mae", "energy_rmse", "forces_mae", "forces_rmse")) + " |"
         for test, errors in result["errors"].items()]  # fmt: skip
@@ -711,9 +712,9 @@ def write_readme(name: str, result: dict[str, Any]) -> None:
         f"continued with `--resume` day after day).{data} The model file holds its "
         "architecture and statistics. Use it as any model file, e.g. on the bundled test "
         f"frames of its molecule: `tensorpot eval --model pretrained/{name}/{name}.model "
-        f"--data {BUNDLED[job.name.rsplit('-', 1)[0]]}`, or MD from the first of them: "
+        f"--data {frames}`, or MD from the first of them: "
         f"`tensorpot md --model pretrained/{name}/{name}.model --structure "
-        f"{BUNDLED[job.name.rsplit('-', 1)[0]]} --time 0.5`.",
+        f"{frames} --time 0.5`.",
         "",
         "| test set | E-MAE (meV) | E-RMSE (meV) | F-MAE (meV/Å) | F-RMSE (meV/Å) |",
         "|---|---|---|---|---|",

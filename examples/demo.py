@@ -70,7 +70,8 @@ def compare_with_pretrained(tables: dict[str, dict[str, float]], test_files: lis
     model = load_model(PRETRAINED)
     print(f"\n{'test set (RMSE)':<22} {'demo E':>8} {'demo F':>8} {'pretrained E':>13} "
           f"{'pretrained F':>13}   (meV, meV/A; {PRETRAINED.relative_to(REPO)})")  # fmt: skip
-    for (name, demo), path in zip((t for t in tables.items() if t[0] != "valid"), test_files):
+    for path in test_files:  # the demo's test files: distinct names, their stems
+        name, demo = Path(path).stem, tables[Path(path).stem]
         table, _ = evaluate(model, read_configurations(path))
         print(f"{name:<22} {demo['energy_rmse']:8.1f} {demo['forces_rmse']:8.1f} "
               f"{table['energy_rmse']:13.1f} {table['forces_rmse']:13.1f}")  # fmt: skip

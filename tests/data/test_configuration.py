@@ -153,3 +153,14 @@ def test_molecular_label_arrays_are_read_only():
         config.dipole[0] = 1.0
     with pytest.raises(ValueError):
         config.polarizability[0, 0] = 1.0
+
+
+def test_structure_is_the_frame_without_labels():
+    molecule = water(energy=-1.0, forces=np.ones((3, 3))).structure()
+    np.testing.assert_array_equal(molecule.numbers, WATER["numbers"])
+    np.testing.assert_array_equal(molecule.positions, WATER["positions"])
+    assert not molecule.pbc.any() and molecule.cell.rank == 0 and molecule.calc is None
+    cell = np.diag([5.0, 6.0, 7.0])
+    box = water(cell=cell, pbc=[True, True, False]).structure()
+    np.testing.assert_array_equal(box.cell[:], cell)
+    assert box.pbc.tolist() == [True, True, False]

@@ -67,10 +67,7 @@ def load_frames(path: str | Path, count: int) -> tuple:
     if path.suffix.lower() == ".npz":
         from tensorpot.data.readers import read_configurations
 
-        frames = [
-            Atoms(numbers=c.numbers, positions=c.positions, cell=c.cell, pbc=c.pbc)
-            for c in read_configurations(path)[:count]
-        ]
+        frames = [c.structure() for c in read_configurations(path)[:count]]
     else:
         frames = ase.io.read(path, index=f":{count}")
         frames = [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc) for a in frames]

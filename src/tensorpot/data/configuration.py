@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 from scipy.spatial import cKDTree
 
@@ -128,6 +129,14 @@ class Configuration:
     def volume(self) -> float:
         """Absolute cell volume in Å³ (0 for a molecule without a cell)."""
         return float(abs(np.linalg.det(self.cell)))
+
+    def structure(self) -> Atoms:
+        """The structure alone as ASE ``Atoms``: numbers, positions, and the cell where the
+        frame is periodic; no labels."""
+        atoms = Atoms(numbers=self.numbers, positions=self.positions, pbc=self.pbc)
+        if self.pbc.any():
+            atoms.cell = self.cell
+        return atoms
 
     def label_names(self) -> tuple[str, ...]:
         """The labels this frame carries: the names of :data:`LABELS` that are not None, then

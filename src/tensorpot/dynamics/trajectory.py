@@ -19,7 +19,6 @@ import ase.io
 import numpy as np
 from ase import Atoms, units
 
-from tensorpot.data.configuration import Configuration
 from tensorpot.data.readers import read_configurations
 from tensorpot.data.readers.extxyz import _frames, _parse_frame
 from tensorpot.errors import DataError
@@ -60,7 +59,7 @@ def read_frames(path: str | os.PathLike, what: str = "structure") -> list[Atoms]
     if path.suffix.lower() in _EXTXYZ:
         frames = [_parse_frame(text, str(path), k, line) for k, line, text in _frames(path)]
     elif path.suffix.lower() == ".npz":
-        frames = [_structure(config) for config in read_configurations(path)]
+        frames = [config.structure() for config in read_configurations(path)]
     else:
         try:
             frames = ase.io.read(path, index=":")
@@ -70,13 +69,6 @@ def read_frames(path: str | os.PathLike, what: str = "structure") -> list[Atoms]
     if not frames:
         raise DataError(f"the {what} file holds no structure", str(path))
     return frames
-
-
-def _structure(config: Configuration) -> Atoms:
-    atoms = Atoms(numbers=config.numbers, positions=config.positions, pbc=config.pbc)
-    if config.pbc.any():
-        atoms.cell = config.cell
-    return atoms
 
 
 def read_structure(path: str | os.PathLike, frame: int = 0) -> StartState:

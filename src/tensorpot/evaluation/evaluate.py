@@ -236,9 +236,7 @@ def _input_frame(atoms: Atoms, prediction: StructurePrediction) -> Atoms:
 
 
 def _atoms(config: Configuration, prediction: StructurePrediction) -> Atoms:
-    atoms = Atoms(numbers=config.numbers, positions=config.positions, pbc=config.pbc)
-    if config.pbc.any():
-        atoms.cell = config.cell
+    atoms = config.structure()
     labels: dict[str, Any] = {}
     if config.energy is not None:
         labels["energy"] = config.energy
