@@ -104,10 +104,14 @@ def test_without_checkpoints_a_job_starts_from_the_committed_model(pretrained, t
 def test_finished_by_epochs_or_by_hours(pretrained, tmp_path):
     root = tmp_path / "runs"
     restore(root, "rmd17-50", pretrained)
-    epochs = [int(protocol_jobs.log_rows(j.folder(root, "rmd17-50"))[-1]["epoch"]) for j in JOBS]
     limit = load_run_config(JOBS[0].preset).max_num_epochs
-    assert protocol_jobs.finished(root, "rmd17-50", 1e9) == all(e >= limit for e in epochs)
-    assert protocol_jobs.finished(root, "rmd17-50", 1e-3)
+    logs = [j.folder(root, "rmd17-50") / "log.csv" for j in JOBS]
+    assert all(int(protocol_jobs.log_rows(p.parent)[-1]["epoch"]) == limit for p in logs)
+    assert protocol_jobs.finished(root, "rmd17-50", 1e9)  # every job trained its epochs
+    lines = logs[0].read_text(encoding="utf-8").splitlines(keepends=True)
+    logs[0].write_text("".join(lines[:11]), encoding="utf-8")  # one job after 10 epochs
+    assert not protocol_jobs.finished(root, "rmd17-50", 1e9)
+    assert protocol_jobs.finished(root, "rmd17-50", 1e-3)  # its hours are spent
     assert not protocol_jobs.finished(tmp_path / "empty", "rmd17-50", 1.0)
 
 
